@@ -1,0 +1,99 @@
+package storage
+
+// UserProperty is an MQTT 5 user property, a key and value pair.
+type UserProperty struct {
+	Key string `cbor:"k"`
+	Val string `cbor:"v"`
+}
+
+// Properties are the MQTT 5 publish properties kept with a stored message.
+type Properties struct {
+	PayloadFormat         byte           `cbor:"pf,omitempty"`
+	PayloadFormatFlag     bool           `cbor:"pff,omitempty"`
+	MessageExpiryInterval uint32         `cbor:"mei,omitempty"`
+	ContentType           string         `cbor:"ct,omitempty"`
+	ResponseTopic         string         `cbor:"rt,omitempty"`
+	CorrelationData       []byte         `cbor:"cd,omitempty"`
+	User                  []UserProperty `cbor:"up,omitempty"`
+}
+
+// Message is a stored MQTT message: a retained message, or an inflight or
+// queued QoS 1/2 packet of a persistent session.
+type Message struct {
+	Type            byte       `cbor:"ty"` // MQTT packet type (3 publish, 5 pubrec, 6 pubrel)
+	Topic           string     `cbor:"t,omitempty"`
+	Payload         []byte     `cbor:"p,omitempty"`
+	QoS             byte       `cbor:"q,omitempty"`
+	Retain          bool       `cbor:"r,omitempty"`
+	Dup             bool       `cbor:"d,omitempty"`
+	PacketID        uint16     `cbor:"id,omitempty"`
+	Origin          string     `cbor:"o,omitempty"` // publishing client id
+	Created         int64      `cbor:"c,omitempty"` // unix seconds
+	Expiry          int64      `cbor:"e,omitempty"` // unix seconds; 0 never
+	Sent            int64      `cbor:"s,omitempty"` // unix seconds of the last send attempt
+	ProtocolVersion byte       `cbor:"pv,omitempty"`
+	ReasonCode      byte       `cbor:"rc,omitempty"`
+	Properties      Properties `cbor:"pr"`
+}
+
+// Retained is a retained message with its record metadata.
+type Retained struct {
+	Message Message `cbor:"m"`
+	// Version counts the changes to this topic's retained value; the first
+	// value has version 1, and every later set increments it.
+	Version uint64 `cbor:"v"`
+	// Modified is when the value was last set, in unix nanoseconds.
+	Modified int64 `cbor:"mt"`
+}
+
+// Will is a stored last-will message of a persistent session.
+type Will struct {
+	Flag          uint32         `cbor:"f,omitempty"`
+	Topic         string         `cbor:"t,omitempty"`
+	Payload       []byte         `cbor:"p,omitempty"`
+	QoS           byte           `cbor:"q,omitempty"`
+	Retain        bool           `cbor:"r,omitempty"`
+	DelayInterval uint32         `cbor:"di,omitempty"`
+	User          []UserProperty `cbor:"up,omitempty"`
+}
+
+// Session is the stored state of a persistent MQTT session (MQTT 5 with a
+// session expiry interval, or MQTT 3.1.1 with clean session false).
+type Session struct {
+	ClientID              string         `cbor:"id"`
+	Username              []byte         `cbor:"u,omitempty"`
+	Listener              string         `cbor:"l,omitempty"`
+	Remote                string         `cbor:"ra,omitempty"`
+	Clean                 bool           `cbor:"c,omitempty"`
+	ProtocolVersion       byte           `cbor:"pv"`
+	SessionExpiry         uint32         `cbor:"se,omitempty"`
+	SessionExpiryFlag     bool           `cbor:"sef,omitempty"`
+	ReceiveMaximum        uint16         `cbor:"rm,omitempty"`
+	TopicAliasMaximum     uint16         `cbor:"tam,omitempty"`
+	MaximumPacketSize     uint32         `cbor:"mps,omitempty"`
+	RequestProblemInfo    byte           `cbor:"rpi,omitempty"`
+	RequestProblemInfoSet bool           `cbor:"rpis,omitempty"`
+	RequestResponseInfo   byte           `cbor:"rri,omitempty"`
+	User                  []UserProperty `cbor:"up,omitempty"`
+	Will                  Will           `cbor:"w"`
+	// Disconnected is when the session's last connection ended, in unix
+	// seconds; 0 while it is connected.
+	Disconnected int64 `cbor:"dt,omitempty"`
+}
+
+// Subscription is a stored subscription of a persistent session.
+type Subscription struct {
+	ClientID          string `cbor:"id"`
+	Filter            string `cbor:"f"`
+	QoS               byte   `cbor:"q,omitempty"`
+	Identifier        int    `cbor:"si,omitempty"`
+	NoLocal           bool   `cbor:"nl,omitempty"`
+	RetainAsPublished bool   `cbor:"rap,omitempty"`
+	RetainHandling    byte   `cbor:"rh,omitempty"`
+}
+
+// Inflight is a stored inflight or queued packet of a persistent session.
+type Inflight struct {
+	ClientID string
+	Message  Message
+}
