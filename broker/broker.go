@@ -1,0 +1,263 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-iot/hearth/storage"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+)
+
+// topicAliasMaximum bounds the topic aliases a client may define. mochi's
+// default (65535) lets one connection hold 65535 topic strings.
+const topicAliasMaximum = 64
+
+// Broker is a running Hearth MQTT broker. Create it with New, run it with
+// Start, stop it with Shutdown.
+type Broker struct {
+	log     *slog.Logger
+	limits  Limits
+	store   *storage.Store
+	metrics *Metrics
+
+	srv    *mqtt.Server
+	hook   *hook
+	mqttLn *tcpListener
+	httpLn *httpListener
+	conns  connTracker
+
+	started  atomic.Bool
+	stopping atomic.Bool
+}
+
+// New validates cfg, binds both listeners and builds the broker; nothing is
+// served until Start. store must stay open until Shutdown has returned. It
+// returns the joined *FieldError values of an invalid cfg, or the error of
+// a TLS file or address that cannot be used.
+func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MQTT.Addr == "" {
+		cfg.MQTT.Addr = ":1883"
+	}
+	if cfg.HTTP.Addr == "" {
+		cfg.HTTP.Addr = ":8080"
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	if metrics == nil {
+		metrics = NewMetrics(log)
+	}
+	b := &Broker{
+		log:     log,
+		limits:  cfg.Limits.withDefaults(),
+		store:   store,
+		metrics: metrics,
+	}
+	mqttTLS, err := loadTLS(cfg.MQTT.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("broker: mqtt.tls: %w", err)
+	}
+	httpTLS, err := loadTLS(cfg.HTTP.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("broker: http.tls: %w", err)
+	}
+	reporter := connReporter{log: log, metrics: metrics}
+	mln, err := listen(cfg.MQTT.Addr, mqttTLS)
+	if err != nil {
+		return nil, fmt.Errorf("broker: mqtt listener: %w", err)
+	}
+	hln, err := listen(cfg.HTTP.Addr, httpTLS)
+	if err != nil {
+		_ = mln.Close()
+		return nil, fmt.Errorf("broker: http listener: %w", err)
+	}
+	b.mqttLn = &tcpListener{ln: mln, tls: mqttTLS != nil, reporter: reporter, conns: &b.conns}
+	b.httpLn = newHTTPListener(hln, httpTLS != nil, reporter, b.Health, &b.conns)
+
+	l := b.limits
+	caps := mqtt.NewDefaultServerCapabilities()
+	caps.MaximumClients = l.MaxClients
+	caps.MaximumPacketSize = l.MaxPacketSize
+	caps.MaximumClientWritesPending = l.MaxPendingWrites
+	caps.MaximumInflight = l.MaxInflight
+	caps.ReceiveMaximum = l.ReceiveMaximum
+	caps.TopicAliasMaximum = topicAliasMaximum
+	caps.MaximumSessionExpiryInterval = uint32(min(l.MaxSessionExpiry/time.Second, math.MaxUint32))
+	// Retained messages are records: they never expire by age, only when
+	// their publisher set an MQTT 5 message expiry.
+	caps.MaximumMessageExpiryInterval = 0
+	b.srv = mqtt.New(&mqtt.Options{
+		Capabilities: caps,
+		Logger:       log.With("component", "mqtt"),
+		// $SYS topics are refreshed every 10s rather than every second.
+		SysTopicResendInterval: 10,
+	})
+	b.hook = &hook{b: b}
+	if err := b.srv.AddHook(b.hook, nil); err != nil {
+		_ = mln.Close()
+		_ = hln.Close()
+		return nil, fmt.Errorf("broker: add hook: %w", err)
+	}
+	metrics.attach(b.srv)
+	return b, nil
+}
+
+func loadTLS(t TLS) (*tls.Config, error) {
+	if !t.Enabled() {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// MQTTAddr is the bound address of the MQTT listener.
+func (b *Broker) MQTTAddr() string { return b.mqttLn.ln.Addr().String() }
+
+// HTTPAddr is the bound address of the HTTP (WebSocket, health, metrics)
+// listener.
+func (b *Broker) HTTPAddr() string { return b.httpLn.ln.Addr().String() }
+
+// Start restores the stored state and starts serving. It fails if the stored
+// state cannot be read; nothing is served then.
+func (b *Broker) Start() error {
+	if err := b.restore(time.Now()); err != nil {
+		b.closeListeners()
+		return fmt.Errorf("broker: %w", err)
+	}
+	for _, l := range []listeners.Listener{b.mqttLn, b.httpLn} {
+		if err := b.srv.AddListener(l); err != nil {
+			b.closeListeners()
+			return fmt.Errorf("broker: add listener %s: %w", l.ID(), err)
+		}
+	}
+	if err := b.srv.Serve(); err != nil {
+		b.closeListeners()
+		return fmt.Errorf("broker: serve: %w", err)
+	}
+	b.started.Store(true)
+	b.log.Warn("authentication is off: every client may connect, publish and subscribe; do not expose this broker beyond a trusted network")
+	b.log.Info("hearth broker serving", "mqtt", b.MQTTAddr(), "http", b.HTTPAddr(),
+		"mqtt_protocol", b.mqttLn.Protocol(), "http_protocol", b.httpLn.Protocol())
+	return nil
+}
+
+func (b *Broker) closeListeners() {
+	_ = b.mqttLn.ln.Close()
+	_ = b.httpLn.ln.Close()
+}
+
+// Health reports why the broker cannot serve, or nil when the store is open
+// and the listeners are up.
+func (b *Broker) Health() error {
+	switch {
+	case b.stopping.Load():
+		return errors.New("shutting down")
+	case !b.started.Load():
+		return errors.New("starting")
+	case !b.store.Ready():
+		return errors.New("store closed")
+	}
+	return nil
+}
+
+// Shutdown stops accepting connections, disconnects every client (MQTT 5
+// clients get DISCONNECT with reason 0x8B server shutting down), and waits
+// until each connection's state has been handed to the store. It returns
+// ctx's error if that takes longer than ctx allows. The caller closes the
+// store afterwards, which flushes it.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	if !b.stopping.CompareAndSwap(false, true) {
+		return nil
+	}
+	if !b.started.Load() {
+		b.closeListeners()
+		return nil
+	}
+	b.log.Info("shutting down: disconnecting clients")
+	if err := b.srv.Close(); err != nil {
+		return fmt.Errorf("broker: close: %w", err)
+	}
+	if err := b.conns.closeAndWait(ctx); err != nil {
+		return fmt.Errorf("broker: waiting for %d connections: %w", b.conns.count(), err)
+	}
+	return nil
+}
+
+// connTracker counts live connections so Shutdown can wait for them. Once
+// closed, it admits no more.
+type connTracker struct {
+	mu     sync.Mutex
+	closed bool
+	n      int
+	wg     sync.WaitGroup
+}
+
+// add admits one connection, or returns false after closeAndWait began.
+func (t *connTracker) add() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.n++
+	t.wg.Add(1)
+	return true
+}
+
+func (t *connTracker) done() {
+	t.mu.Lock()
+	t.n--
+	t.mu.Unlock()
+	t.wg.Done()
+}
+
+func (t *connTracker) count() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.n
+}
+
+func (t *connTracker) closeAndWait(ctx context.Context) error {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		t.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// establishTracked runs mochi's establish for conn unless shutdown began,
+// and reports how the connection ended.
+func establishTracked(t *connTracker, r connReporter, id string, establish listeners.EstablishFn, conn net.Conn) {
+	tc := &trackedConn{Conn: conn}
+	if !t.add() {
+		_ = conn.Close()
+		return
+	}
+	defer t.done()
+	r.report(id, tc, establish(id, tc))
+}

@@ -1,0 +1,389 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-iot/hearth/storage"
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+// retainedWriteTimeout bounds how long a QoS 1/2 retained publish waits for
+// its commit before the publisher is told it failed.
+const retainedWriteTimeout = 30 * time.Second
+
+// hook is Hearth's one implementation of mochi's hook interface.
+type hook struct {
+	mqtt.HookBase
+	b *Broker
+
+	// persisted holds the ids of sessions that are in the store, so that
+	// clean sessions never cost a write.
+	persisted sync.Map // client id -> struct{}
+
+	// retainStored holds, per client, the topic of the retained publish
+	// OnPublish has just stored, so OnRetainMessage does not store it again.
+	// OnPublish and OnRetainMessage run in the publisher's goroutine.
+	retainStored sync.Map // *mqtt.Client -> string
+
+	lastDropLog atomic.Int64 // unix nanos of the last "dropped" log line
+	drops       atomic.Int64 // drops since then
+}
+
+var _ mqtt.Hook = (*hook)(nil)
+
+func (h *hook) ID() string { return "hearth" }
+
+func (h *hook) Provides(b byte) bool {
+	return bytes.Contains([]byte{
+		mqtt.OnConnectAuthenticate,
+		mqtt.OnACLCheck,
+		mqtt.OnConnect,
+		mqtt.OnSessionEstablished,
+		mqtt.OnDisconnect,
+		mqtt.OnPacketRead,
+		mqtt.OnPacketSent,
+		mqtt.OnPacketEncode,
+		mqtt.OnPublish,
+		mqtt.OnRetainMessage,
+		mqtt.OnSubscribed,
+		mqtt.OnUnsubscribed,
+		mqtt.OnQosPublish,
+		mqtt.OnQosComplete,
+		mqtt.OnQosDropped,
+		mqtt.OnPublishDropped,
+		mqtt.OnRetainedExpired,
+		mqtt.OnClientExpired,
+		mqtt.OnWillSent,
+	}, []byte{b})
+}
+
+// writeAsync queues changes; a failure to queue (the store is closing) is
+// logged and counted here, a failure to commit by Metrics.StoreError.
+func (h *hook) writeAsync(what string, changes ...storage.Change) {
+	if err := h.b.store.WriteAsync(changes...); err != nil {
+		h.b.metrics.storeError(err)
+		h.b.log.Error("store write not queued", "what", what, "error", err)
+	}
+}
+
+func (h *hook) isPersisted(id string) bool {
+	_, ok := h.persisted.Load(id)
+	return ok
+}
+
+// OnConnectAuthenticate admits every client: Hearth has no authentication
+// yet, and Start says so in a warning.
+func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
+
+// OnACLCheck allows every topic: Hearth has no permissions yet.
+func (h *hook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+
+// OnConnect applies the keepalive bounds to MQTT 5 clients, which learn the
+// result from the Server Keep Alive property of CONNACK.
+func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
+	if cl.Properties.ProtocolVersion < 5 {
+		return nil
+	}
+	lo := uint16(h.b.limits.KeepaliveMin / time.Second)
+	hi := uint16(h.b.limits.KeepaliveMax / time.Second)
+	ka := pk.Connect.Keepalive
+	switch {
+	case ka == 0 || ka > hi:
+		ka = hi
+	case ka < lo:
+		ka = lo
+	}
+	if ka != pk.Connect.Keepalive {
+		cl.State.Keepalive = ka
+		cl.State.ServerKeepalive = true
+	}
+	return nil
+}
+
+func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
+	markEstablished(cl.Net.Conn)
+	h.b.metrics.connections.Inc()
+	keep := persistent(cl)
+	h.b.log.Info("client connected",
+		"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener,
+		"protocol", cl.Properties.ProtocolVersion, "clean", pk.Connect.Clean,
+		"persistent", keep, "keepalive", cl.State.Keepalive)
+
+	var changes []storage.Change
+	if _, was := h.persisted.Load(cl.ID); was && (pk.Connect.Clean || !keep) {
+		// A clean start discards the old session; a session that is no
+		// longer persistent ends with this connection.
+		h.persisted.Delete(cl.ID)
+		changes = append(changes, storage.DeleteSession(cl.ID))
+	}
+	if keep {
+		h.persisted.Store(cl.ID, struct{}{})
+		changes = append(changes, storage.PutSession(sessionOf(cl, 0)))
+	}
+	if len(changes) > 0 {
+		h.writeAsync("session", changes...)
+	}
+}
+
+// disconnectReason names why a connection ended, for logs.
+func disconnectReason(err error) string {
+	var netErr net.Error
+	switch {
+	case err == nil, errors.Is(err, packets.CodeDisconnect):
+		return "disconnect"
+	case errors.Is(err, packets.ErrSessionTakenOver):
+		return "taken over"
+	case errors.Is(err, packets.ErrServerShuttingDown):
+		return "server shutdown"
+	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
+		return "keepalive timeout"
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection lost"
+	default:
+		return "error"
+	}
+}
+
+func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
+	h.retainStored.Delete(cl)
+	reason := disconnectReason(err)
+	attrs := []any{"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason}
+	if err != nil && reason != "disconnect" {
+		attrs = append(attrs, "error", err)
+	}
+	var code packets.Code
+	switch {
+	case errors.Is(err, packets.ErrPacketTooLarge):
+		h.b.metrics.errTooLarge.Inc()
+		h.b.log.Warn("client disconnected: packet over the size limit",
+			append(attrs, "max_packet_size", h.b.limits.MaxPacketSize)...)
+	case reason == "error" && errors.As(err, &code) && code.Code >= packets.ErrUnspecifiedError.Code:
+		h.b.metrics.errProtocol.Inc()
+		h.b.log.Warn("client disconnected: protocol error", append(attrs, "reason_code", fmt.Sprintf("0x%02x", code.Code))...)
+	case reason == "error":
+		h.b.metrics.errProtocol.Inc()
+		h.b.log.Warn("client disconnected", attrs...)
+	default:
+		h.b.log.Info("client disconnected", attrs...)
+	}
+
+	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+		return // the new connection owns the session
+	}
+	if expire {
+		if _, was := h.persisted.LoadAndDelete(cl.ID); was {
+			h.writeAsync("session end", storage.DeleteSession(cl.ID))
+		}
+		return
+	}
+	if h.isPersisted(cl.ID) {
+		h.writeAsync("session", storage.PutSession(sessionOf(cl, time.Now().Unix())))
+	}
+}
+
+// OnPacketRead counts packets and refuses publishes to $SYS, which mochi
+// would otherwise drop without acknowledging them.
+func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.b.metrics.packetIn(pk)
+	if pk.FixedHeader.Type != packets.Publish || cl.Net.Inline ||
+		!strings.HasPrefix(strings.ToUpper(pk.TopicName), mqtt.SysPrefix) {
+		return pk, nil
+	}
+	h.b.metrics.errDenied.Inc()
+	h.b.log.Warn("publish refused: $SYS topics are the broker's",
+		"client", cl.ID, "remote", cl.Net.Remote, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+	if h.refusePublish(cl, pk, packets.ErrNotAuthorized) {
+		return pk, packets.ErrRejectPacket
+	}
+	return pk, nil // mochi drops publishes to $SYS after this
+}
+
+// refusePublish answers a publish that will not be processed: MQTT 5 gets
+// a PUBACK or PUBREC with code and stays connected; MQTT 3.1.1, which has no
+// negative acknowledgement, is disconnected if it expects one. It reports
+// whether it closed the connection.
+func (h *hook) refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code) (closed bool) {
+	if pk.FixedHeader.Qos == 0 {
+		return false
+	}
+	if cl.Properties.ProtocolVersion < 5 {
+		cl.Stop(code)
+		return true
+	}
+	ack := packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Puback},
+		PacketID:    pk.PacketID,
+		ReasonCode:  code.Code,
+		Properties:  packets.Properties{ReasonString: code.Reason},
+	}
+	if pk.FixedHeader.Qos == 2 {
+		ack.FixedHeader.Type = packets.Pubrec
+	}
+	if err := cl.WritePacket(ack); err != nil {
+		h.b.log.Debug("refusal not delivered", "client", cl.ID, "error", err)
+	}
+	return false
+}
+
+// OnPacketEncode tells MQTT 5 clients the broker's maximum packet size in
+// CONNACK (MQTT 5.0 section 3.2.2.3.6), which mochi leaves out.
+func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
+	if pk.FixedHeader.Type == packets.Connack && cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+		pk.Properties.MaximumPacketSize = h.b.limits.MaxPacketSize
+	}
+	return pk
+}
+
+func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
+	h.b.metrics.packetOut(pk)
+}
+
+// OnPublish stores a retained publish before mochi retains it in memory and
+// acknowledges it. A QoS 1/2 retained publish waits for its commit; if the
+// store fails the publisher is refused and nothing changes.
+func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if !pk.FixedHeader.Retain {
+		return pk, nil
+	}
+	change := retainChange(pk)
+	if pk.FixedHeader.Qos == 0 {
+		h.writeAsync("retained", change)
+		h.retainStored.Store(cl, pk.TopicName)
+		return pk, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), retainedWriteTimeout)
+	err := h.b.store.Write(ctx, change)
+	cancel()
+	if err == nil {
+		h.retainStored.Store(cl, pk.TopicName)
+		return pk, nil
+	}
+	h.b.metrics.storeError(err)
+	code := packets.ErrUnspecifiedError
+	if errors.Is(err, storage.ErrFull) {
+		code = packets.ErrQuotaExceeded
+	}
+	h.b.log.Error("retained publish not stored: refused",
+		"client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos,
+		"reason_code", fmt.Sprintf("0x%02x", code.Code), "error", err)
+	h.refusePublish(cl, pk, code)
+	return pk, packets.ErrRejectPacket
+}
+
+func retainChange(pk packets.Packet) storage.Change {
+	if len(pk.Payload) == 0 {
+		return storage.DeleteRetained(pk.TopicName)
+	}
+	m := messageOf(pk)
+	m.Retain = true
+	m.PacketID = 0
+	return storage.PutRetained(m, time.Now())
+}
+
+// OnRetainMessage stores retained messages that did not pass through
+// OnPublish: will messages published on a client's behalf.
+func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, _ int64) {
+	if topic, ok := h.retainStored.LoadAndDelete(cl); ok && topic == pk.TopicName {
+		return
+	}
+	h.writeAsync("retained will", retainChange(pk))
+}
+
+func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	if !h.isPersisted(cl.ID) {
+		return
+	}
+	changes := make([]storage.Change, 0, len(pk.Filters))
+	for i, f := range pk.Filters {
+		if i >= len(codes) || codes[i] >= packets.ErrUnspecifiedError.Code {
+			continue
+		}
+		changes = append(changes, storage.PutSubscription(storage.Subscription{
+			ClientID:          cl.ID,
+			Filter:            f.Filter,
+			QoS:               codes[i],
+			Identifier:        f.Identifier,
+			NoLocal:           f.NoLocal,
+			RetainAsPublished: f.RetainAsPublished,
+			RetainHandling:    f.RetainHandling,
+		}))
+	}
+	if len(changes) > 0 {
+		h.writeAsync("subscribe", changes...)
+	}
+}
+
+func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	if !h.isPersisted(cl.ID) || len(pk.Filters) == 0 {
+		return
+	}
+	changes := make([]storage.Change, len(pk.Filters))
+	for i, f := range pk.Filters {
+		changes[i] = storage.DeleteSubscription(cl.ID, f.Filter)
+	}
+	h.writeAsync("unsubscribe", changes...)
+}
+
+func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ int) {
+	if !h.isPersisted(cl.ID) {
+		return
+	}
+	m := messageOf(pk)
+	m.Sent = sent
+	h.writeAsync("inflight", storage.PutInflight(cl.ID, m))
+}
+
+func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	if h.isPersisted(cl.ID) {
+		h.writeAsync("inflight done", storage.DeleteInflight(cl.ID, pk.PacketID))
+	}
+}
+
+func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.OnQosComplete(cl, pk)
+}
+
+// OnPublishDropped counts messages dropped because a client's outbound
+// queue was full, logging at most once a second with the count since.
+func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	h.b.metrics.errDropped.Inc()
+	n := h.drops.Add(1)
+	now := time.Now().UnixNano()
+	last := h.lastDropLog.Load()
+	if now-last < int64(time.Second) || !h.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	h.drops.Add(-n)
+	h.b.log.Warn("messages dropped: client outbound queue full",
+		"client", cl.ID, "topic", pk.TopicName, "dropped_since_last_log", n,
+		"max_pending_writes", h.b.limits.MaxPendingWrites)
+}
+
+func (h *hook) OnRetainedExpired(topic string) {
+	h.writeAsync("retained expiry", storage.DeleteRetained(topic))
+}
+
+func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.log.Info("session expired", "client", cl.ID)
+	if _, was := h.persisted.LoadAndDelete(cl.ID); was {
+		h.writeAsync("session expiry", storage.DeleteSession(cl.ID))
+	}
+}
+
+func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
+	h.b.log.Info("will published", "client", cl.ID, "topic", pk.TopicName, "retain", pk.FixedHeader.Retain)
+	if h.isPersisted(cl.ID) {
+		h.writeAsync("session", storage.PutSession(sessionOf(cl, time.Now().Unix())))
+	}
+}

@@ -1,0 +1,184 @@
+package broker
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hearth-iot/hearth/storage"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Error kinds counted in hearth_errors_total{kind}.
+const (
+	errConnect   = "connect"          // a connection that never completed CONNECT
+	errRefused   = "connect_refused"  // a CONNECT answered with a failure code
+	errTooLarge  = "packet_too_large" // a packet over Limits.MaxPacketSize
+	errProtocol  = "protocol"         // a protocol violation that closed a connection
+	errDenied    = "denied"           // a publish refused by policy ($SYS)
+	errDropped   = "dropped"          // an outbound message dropped: client queue full
+	errStore     = "store"            // a failed store write
+	errStoreFull = "store_full"       // a store write refused: file or disk full
+	errWebSocket = "websocket"        // a failed WebSocket upgrade
+)
+
+// packetNames are the label values of packet types, indexed by type.
+var packetNames = [16]string{
+	"reserved", "connect", "connack", "publish", "puback", "pubrec", "pubrel", "pubcomp",
+	"subscribe", "suback", "unsubscribe", "unsuback", "pingreq", "pingresp", "disconnect", "auth",
+}
+
+// Metrics are the broker's Prometheus collectors. Counters on the per-packet
+// path are resolved once, so counting is an atomic add. Create them before
+// the store, whose commit and error callbacks they provide, and pass them to
+// New.
+type Metrics struct {
+	reg  *prometheus.Registry
+	log  *slog.Logger
+	srv  atomic.Pointer[mqtt.Server]
+	once sync.Once
+
+	connections prometheus.Counter
+	packetsIn   [16]prometheus.Counter
+	packetsOut  [16]prometheus.Counter
+	errors      *prometheus.CounterVec
+	commit      prometheus.Histogram
+	batch       prometheus.Histogram
+
+	errConnect, errRefused, errTooLarge, errProtocol, errDenied,
+	errDropped, errStore, errStoreFull, errWebSocket prometheus.Counter
+}
+
+// NewMetrics creates the collectors; log receives store errors.
+func NewMetrics(log *slog.Logger) *Metrics {
+	if log == nil {
+		log = slog.Default()
+	}
+	m := &Metrics{reg: prometheus.NewRegistry(), log: log}
+	in := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_packets_received_total", Help: "MQTT packets received, by type.",
+	}, []string{"type"})
+	out := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_packets_sent_total", Help: "MQTT packets sent, by type.",
+	}, []string{"type"})
+	for i, name := range packetNames {
+		m.packetsIn[i] = in.WithLabelValues(name)
+		m.packetsOut[i] = out.WithLabelValues(name)
+	}
+	m.connections = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearth_connections_total", Help: "MQTT connections accepted (CONNACK success).",
+	})
+	m.errors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_errors_total", Help: "Errors, by kind.",
+	}, []string{"kind"})
+	for _, p := range []struct {
+		c    *prometheus.Counter
+		kind string
+	}{
+		{&m.errConnect, errConnect}, {&m.errRefused, errRefused}, {&m.errTooLarge, errTooLarge},
+		{&m.errProtocol, errProtocol}, {&m.errDenied, errDenied}, {&m.errDropped, errDropped},
+		{&m.errStore, errStore}, {&m.errStoreFull, errStoreFull}, {&m.errWebSocket, errWebSocket},
+	} {
+		*p.c = m.errors.WithLabelValues(p.kind)
+	}
+	m.commit = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hearth_store_commit_seconds",
+		Help:    "Duration of store group commits, including the sync.",
+		Buckets: prometheus.ExponentialBuckets(0.0002, 2, 14), // 0.2ms .. 1.6s
+	})
+	m.batch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hearth_store_commit_changes",
+		Help:    "Changes per store group commit (the batch size).",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
+	})
+	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch)
+	return m
+}
+
+// attach points the gauges at s, the mochi server of the newest Broker
+// built with these Metrics; they are registered on the first call.
+func (m *Metrics) attach(s *mqtt.Server) {
+	m.srv.Store(s)
+	m.once.Do(m.registerGauges)
+}
+
+func (m *Metrics) registerGauges() {
+	read := func(v func(*mqtt.Server) int64) func() float64 {
+		return func() float64 {
+			if s := m.srv.Load(); s != nil {
+				return float64(v(s))
+			}
+			return 0
+		}
+	}
+	gauge := func(name, help string, v func(*mqtt.Server) int64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, read(v))
+	}
+	counter := func(name, help string, v func(*mqtt.Server) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, read(v))
+	}
+	m.reg.MustRegister(
+		gauge("hearth_connections", "MQTT clients connected now.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.ClientsConnected) }),
+		gauge("hearth_sessions", "Sessions known (connected, and disconnected persistent ones).",
+			func(s *mqtt.Server) int64 { return int64(s.Clients.Len()) }),
+		gauge("hearth_subscriptions", "Subscriptions now.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.Subscriptions) }),
+		gauge("hearth_retained_messages", "Retained messages now, not counting the broker's own $SYS topics.",
+			func(s *mqtt.Server) int64 {
+				return int64(s.Topics.Retained.Len() - len(s.Topics.Messages(mqtt.SysPrefix+"/#")))
+			}),
+		gauge("hearth_inflight_messages", "QoS 1/2 messages inflight or queued now.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.Inflight) }),
+		counter("hearth_bytes_received_total", "Bytes received from MQTT clients.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.BytesReceived) }),
+		counter("hearth_bytes_sent_total", "Bytes sent to MQTT clients.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.BytesSent) }),
+		counter("hearth_messages_received_total", "PUBLISH packets received.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.MessagesReceived) }),
+		counter("hearth_messages_sent_total", "PUBLISH packets sent.",
+			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.MessagesSent) }),
+	)
+}
+
+// ObserveCommit is the storage.Options.OnCommit callback.
+func (m *Metrics) ObserveCommit(changes int, elapsed time.Duration, err error) {
+	m.commit.Observe(elapsed.Seconds())
+	m.batch.Observe(float64(changes))
+}
+
+// StoreError is the storage.Options.OnError callback: it logs and counts a
+// failed write that nobody waited for.
+func (m *Metrics) StoreError(err error) {
+	m.storeError(err)
+	m.log.Error("store write failed", "error", err)
+}
+
+// storeError counts a failed store write.
+func (m *Metrics) storeError(err error) {
+	if errors.Is(err, storage.ErrFull) {
+		m.errStoreFull.Inc()
+		return
+	}
+	m.errStore.Inc()
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(m.log.Handler(), slog.LevelError)})
+}
+
+func (m *Metrics) packetIn(pk packets.Packet) {
+	m.packetsIn[pk.FixedHeader.Type&0x0f].Inc()
+}
+
+func (m *Metrics) packetOut(pk packets.Packet) {
+	m.packetsOut[pk.FixedHeader.Type&0x0f].Inc()
+}
