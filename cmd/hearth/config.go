@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/storage"
+	"gopkg.in/yaml.v3"
+)
+
+// fileConfig is the YAML configuration file. Every field is optional; the
+// zero value means the component's default. docs/CONFIG.md documents it.
+type fileConfig struct {
+	Data   string       `yaml:"data"`
+	Log    logConfig    `yaml:"log"`
+	MQTT   listenerFile `yaml:"mqtt"`
+	HTTP   listenerFile `yaml:"http"`
+	Limits limitsFile   `yaml:"limits"`
+	Store  storeFile    `yaml:"store"`
+	// ShutdownTimeout bounds a graceful shutdown. Zero means 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+type logConfig struct {
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	Format string `yaml:"format"` // text (default) or json
+}
+
+type listenerFile struct {
+	Addr string  `yaml:"addr"`
+	TLS  tlsFile `yaml:"tls"`
+}
+
+type tlsFile struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+type limitsFile struct {
+	MaxPacketSize    uint32        `yaml:"max_packet_size"`
+	MaxClients       int64         `yaml:"max_clients"`
+	MaxPendingWrites int32         `yaml:"max_pending_writes"`
+	MaxInflight      uint16        `yaml:"max_inflight"`
+	ReceiveMaximum   uint16        `yaml:"receive_maximum"`
+	KeepaliveMin     time.Duration `yaml:"keepalive_min"`
+	KeepaliveMax     time.Duration `yaml:"keepalive_max"`
+	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+}
+
+type storeFile struct {
+	CommitDelay time.Duration `yaml:"commit_delay"`
+	MaxBatch    int           `yaml:"max_batch"`
+	MaxSize     int64         `yaml:"max_size"`
+}
+
+// config is everything serve needs, built from the file and the flags.
+type config struct {
+	file     fileConfig
+	dataDir  string
+	check    bool
+	broker   broker.Config
+	store    storage.Options
+	logLevel slog.Level
+	shutdown time.Duration
+}
+
+const dbFile = "hearth.db"
+
+// problems collects configuration errors, each with its location.
+type problems []string
+
+func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf(format, args...)) }
+
+// Error lists every problem, one a line.
+func (p problems) Error() string { return strings.Join(p, "\n") }
+
+// loadConfig parses the serve flags and the configuration file they name.
+// Flags override the file. It reports every problem at once, each with its
+// file:line:column or flag.
+func loadConfig(args []string) (*config, error) {
+	fs := flag.NewFlagSet("hearth serve", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	configPath := fs.String("config", "", "YAML configuration `file` (optional)")
+	data := fs.String("data", "", "data `directory` holding "+dbFile+" (default ./hearth-data)")
+	mqttAddr := fs.String("mqtt", "", "MQTT TCP listen `address` (default :1883)")
+	httpAddr := fs.String("http", "", "HTTP listen `address` for /mqtt WebSocket, /healthz and /metrics (default :8080)")
+	logLevel := fs.String("log-level", "", "log `level`: debug, info, warn or error (default info)")
+	logFormat := fs.String("log-format", "", "log `format`: text or json (default text)")
+	check := fs.Bool("check", false, "validate the configuration, report every problem, and exit")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("hearth serve: unexpected argument %q", fs.Arg(0))
+	}
+
+	var probs problems
+	c := &config{check: *check}
+	var root *yaml.Node
+	if *configPath != "" {
+		root = readFile(*configPath, &c.file, &probs)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	override := func(name string, dst *string, v string) {
+		if set[name] {
+			*dst = v
+		}
+	}
+	override("data", &c.file.Data, *data)
+	override("mqtt", &c.file.MQTT.Addr, *mqttAddr)
+	override("http", &c.file.HTTP.Addr, *httpAddr)
+	override("log-level", &c.file.Log.Level, *logLevel)
+	override("log-format", &c.file.Log.Format, *logFormat)
+
+	// where names a key's location: the flag that set it, or its place in
+	// the file.
+	flagOf := map[string]string{"data": "data", "mqtt.addr": "mqtt", "http.addr": "http", "log.level": "log-level", "log.format": "log-format"}
+	where := func(key string) string {
+		if f, ok := flagOf[key]; ok && set[f] {
+			return "flag --" + f
+		}
+		if root != nil {
+			if line, col, ok := locate(root, key); ok {
+				return fmt.Sprintf("%s:%d:%d", *configPath, line, col)
+			}
+			return *configPath
+		}
+		return "default"
+	}
+
+	c.dataDir = c.file.Data
+	if c.dataDir == "" {
+		c.dataDir = "hearth-data"
+	}
+	switch strings.ToLower(c.file.Log.Level) {
+	case "", "info":
+		c.logLevel = slog.LevelInfo
+	case "debug":
+		c.logLevel = slog.LevelDebug
+	case "warn", "warning":
+		c.logLevel = slog.LevelWarn
+	case "error":
+		c.logLevel = slog.LevelError
+	default:
+		probs.add("%s: log.level: %q is not debug, info, warn or error", where("log.level"), c.file.Log.Level)
+	}
+	switch strings.ToLower(c.file.Log.Format) {
+	case "", "text", "json":
+	default:
+		probs.add("%s: log.format: %q is not text or json", where("log.format"), c.file.Log.Format)
+	}
+	for _, a := range []struct{ key, addr string }{{"mqtt.addr", c.file.MQTT.Addr}, {"http.addr", c.file.HTTP.Addr}} {
+		if a.addr == "" {
+			continue
+		}
+		if err := checkAddr(a.addr); err != nil {
+			probs.add("%s: %s: %v", where(a.key), a.key, err)
+		}
+	}
+	for _, t := range []struct {
+		key string
+		tls tlsFile
+	}{{"mqtt.tls", c.file.MQTT.TLS}, {"http.tls", c.file.HTTP.TLS}} {
+		for _, f := range []struct{ name, path string }{{"cert", t.tls.Cert}, {"key", t.tls.Key}} {
+			if f.path == "" {
+				continue
+			}
+			if _, err := os.Stat(f.path); err != nil {
+				probs.add("%s: %s.%s: %v", where(t.key+"."+f.name), t.key, f.name, err)
+			}
+		}
+	}
+	s := c.file.Store
+	if s.CommitDelay < 0 || s.CommitDelay > time.Second {
+		probs.add("%s: store.commit_delay: %s is outside 0s .. 1s", where("store.commit_delay"), s.CommitDelay)
+	}
+	if s.MaxBatch < 0 {
+		probs.add("%s: store.max_batch: must not be negative", where("store.max_batch"))
+	}
+	if s.MaxSize < 0 || (s.MaxSize > 0 && s.MaxSize < 1<<20) {
+		probs.add("%s: store.max_size: %d is below 1 MiB", where("store.max_size"), s.MaxSize)
+	}
+	if c.file.ShutdownTimeout < 0 {
+		probs.add("%s: shutdown_timeout: must not be negative", where("shutdown_timeout"))
+	}
+
+	c.broker = broker.Config{
+		MQTT: broker.Listener{Addr: c.file.MQTT.Addr, TLS: broker.TLS{CertFile: c.file.MQTT.TLS.Cert, KeyFile: c.file.MQTT.TLS.Key}},
+		HTTP: broker.Listener{Addr: c.file.HTTP.Addr, TLS: broker.TLS{CertFile: c.file.HTTP.TLS.Cert, KeyFile: c.file.HTTP.TLS.Key}},
+		Limits: broker.Limits{
+			MaxPacketSize:    c.file.Limits.MaxPacketSize,
+			MaxClients:       c.file.Limits.MaxClients,
+			MaxPendingWrites: c.file.Limits.MaxPendingWrites,
+			MaxInflight:      c.file.Limits.MaxInflight,
+			ReceiveMaximum:   c.file.Limits.ReceiveMaximum,
+			KeepaliveMin:     c.file.Limits.KeepaliveMin,
+			KeepaliveMax:     c.file.Limits.KeepaliveMax,
+			MaxSessionExpiry: c.file.Limits.MaxSessionExpiry,
+		},
+	}
+	if err := c.broker.Validate(); err != nil {
+		for _, e := range unjoin(err) {
+			var fe *broker.FieldError
+			if errors.As(e, &fe) {
+				probs.add("%s: %s", where(fe.Key), fe.Error())
+			} else {
+				probs.add("%v", e)
+			}
+		}
+	}
+	delay := s.CommitDelay
+	if delay == 0 && root != nil {
+		if _, _, ok := locate(root, "store.commit_delay"); ok {
+			delay = -1 // an explicit 0s: no wait
+		}
+	}
+	c.store = storage.Options{CommitDelay: delay, MaxBatch: s.MaxBatch, MaxSize: int(s.MaxSize)}
+	c.shutdown = c.file.ShutdownTimeout
+	if c.shutdown == 0 {
+		c.shutdown = 10 * time.Second
+	}
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return c, nil
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// checkAddr validates a host:port listen address.
+func checkAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (for all interfaces write :PORT)", addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not 0..65535", addr, port)
+	}
+	return nil
+}
+
+// yamlLine matches the "line N: " prefix of yaml.v3's type errors.
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// readFile decodes the YAML file at path into dst, rejecting unknown keys,
+// and returns its node tree for locating keys. Problems go to probs.
+func readFile(path string, dst *fileConfig, probs *problems) *yaml.Node {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		probs.add("%s: %v", path, err)
+		return nil
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(b, &root); err != nil {
+		probs.add("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return nil
+	}
+	if len(b) == 0 || len(root.Content) == 0 {
+		return &root // an empty file is all defaults
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(dst); err != nil {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, e := range te.Errors {
+				if m := yamlLine.FindStringSubmatch(e); m != nil {
+					probs.add("%s:%s: %s", path, m[1], m[2])
+				} else {
+					probs.add("%s: %s", path, e)
+				}
+			}
+		} else {
+			probs.add("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+	}
+	return &root
+}
+
+// locate finds the line and column of a dotted key ("limits.max_clients")
+// in a YAML document.
+func locate(root *yaml.Node, key string) (line, col int, ok bool) {
+	n := root
+	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
+		n = n.Content[0]
+	}
+	parts := strings.Split(key, ".")
+	for i, part := range parts {
+		if n.Kind != yaml.MappingNode {
+			return 0, 0, false
+		}
+		found := false
+		for j := 0; j+1 < len(n.Content); j += 2 {
+			if n.Content[j].Value == part {
+				if i == len(parts)-1 {
+					return n.Content[j].Line, n.Content[j].Column, true
+				}
+				n = n.Content[j+1]
+				found = true
+				break
+			}
+		}
+		if !found {
+			return 0, 0, false
+		}
+	}
+	return 0, 0, false
+}
