@@ -16,9 +16,13 @@ var encMode = func() cbor.EncMode {
 	return m
 }()
 
-// decMode bounds what a damaged file can make the decoder allocate.
+// decMode bounds what a damaged file can make the decoder allocate. It
+// accepts text strings that are not valid UTF-8: MQTT clients can send such
+// topics and client ids, the encoder writes Go strings as they are, and one
+// such value must not make a whole bucket unreadable.
 var decMode = func() cbor.DecMode {
 	m, err := cbor.DecOptions{
+		UTF8:             cbor.UTF8DecodeInvalid,
 		MaxNestedLevels:  16,
 		MaxArrayElements: 1 << 16,
 		MaxMapPairs:      1 << 16,

@@ -7,12 +7,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// view runs fn in a read transaction, or returns ErrClosed.
+// view runs fn in a read transaction, or returns ErrClosed. It holds the
+// read lock throughout, so Close waits for it.
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
-	closed := s.closed
-	s.mu.RUnlock()
-	if closed {
+	defer s.mu.RUnlock()
+	if s.closed {
 		return ErrClosed
 	}
 	return s.db.View(fn)

@@ -40,11 +40,13 @@ type Options struct {
 
 	// OnCommit, if set, is called by the committer after each transaction
 	// with the number of changes it held, how long it took including the
-	// sync, and its error.
+	// sync, and its error. It runs on the committer goroutine: it must be
+	// quick and must not call the Store.
 	OnCommit func(changes int, elapsed time.Duration, err error)
 
-	// OnError, if set, receives the error of every failed WriteAsync.
-	// If nil, such errors are dropped: set it.
+	// OnError, if set, receives the error of every failed WriteAsync, on
+	// the committer goroutine (so it must not call the Store). If nil, such
+	// errors are dropped: set it.
 	OnError func(error)
 }
 
@@ -82,6 +84,7 @@ type request struct {
 // committer. It is safe for concurrent use.
 type Store struct {
 	db   *bolt.DB
+	path string
 	opts Options
 
 	mu     sync.RWMutex // guards closed against sends on queue
@@ -116,6 +119,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s := &Store{
 		db:       db,
+		path:     path,
 		opts:     o,
 		queue:    make(chan *request, o.QueueLen),
 		loopDone: make(chan struct{}),
@@ -144,7 +148,7 @@ func initBuckets(tx *bolt.Tx) error {
 }
 
 // Path returns the data file's path.
-func (s *Store) Path() string { return s.db.Path() }
+func (s *Store) Path() string { return s.path }
 
 // Ready reports whether the store is open and accepting writes.
 func (s *Store) Ready() bool {
@@ -186,6 +190,9 @@ func (s *Store) WriteAsync(changes ...Change) error {
 }
 
 func (s *Store) submit(ctx context.Context, r *request) error {
+	if err := ctx.Err(); err != nil {
+		return err // without this, select would pick at random
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
