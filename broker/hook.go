@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/hearth-iot/hearth/storage"
@@ -35,6 +36,10 @@ type hook struct {
 	// OnPublish has just stored, so OnRetainMessage does not store it again.
 	// OnPublish and OnRetainMessage run in the publisher's goroutine.
 	retainStored sync.Map // *mqtt.Client -> string
+
+	// seq orders stored inflight messages (storage.Message.Seq); restore
+	// starts it above the highest stored value.
+	seq atomic.Uint64
 
 	lastDropLog atomic.Int64 // unix nanos of the last "dropped" log line
 	drops       atomic.Int64 // drops since then
@@ -148,7 +153,8 @@ func disconnectReason(err error) string {
 		return "server shutdown"
 	case errors.Is(err, os.ErrDeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		return "keepalive timeout"
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
 		return "connection lost"
 	default:
 		return "error"
@@ -157,6 +163,11 @@ func disconnectReason(err error) string {
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	h.retainStored.Delete(cl)
+	// The read error of a connection the broker closed says only that it
+	// was closed; the stop cause says why.
+	if cause := cl.StopCause(); errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(cause, packets.ErrSessionTakenOver) {
+		err = cause
+	}
 	reason := disconnectReason(err)
 	attrs := []any{"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason}
 	if err != nil && reason != "disconnect" {
@@ -341,6 +352,9 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ in
 	}
 	m := messageOf(pk)
 	m.Sent = sent
+	// mochi calls this in send order, also when it resends a session's
+	// inflight messages in order, so a fresh sequence number keeps it.
+	m.Seq = h.seq.Add(1)
 	h.writeAsync("inflight", storage.PutInflight(cl.ID, m))
 }
 

@@ -1,7 +1,9 @@
 package broker
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -219,6 +221,11 @@ func (b *Broker) restore(now time.Time) error {
 	inflight, err := b.store.Inflight()
 	if err != nil {
 		return fmt.Errorf("restore inflight messages: %w", err)
+	}
+	// Insert in send order: mochi resends in insertion order.
+	slices.SortFunc(inflight, func(a, b storage.Inflight) int { return cmp.Compare(a.Message.Seq, b.Message.Seq) })
+	if n := len(inflight); n > 0 {
+		h.seq.Store(inflight[n-1].Message.Seq)
 	}
 	for _, m := range inflight {
 		cl, ok := srv.Clients.Get(m.ClientID)

@@ -34,6 +34,9 @@ type Message struct {
 	ProtocolVersion byte       `cbor:"pv,omitempty"`
 	ReasonCode      byte       `cbor:"rc,omitempty"`
 	Properties      Properties `cbor:"pr"`
+	// Seq orders a session's inflight messages: resends must keep the
+	// order of the original sends (MQTT-4.6.0-1), which packet ids do not.
+	Seq uint64 `cbor:"sq,omitempty"`
 }
 
 // Retained is a retained message with its record metadata.
