@@ -190,39 +190,56 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	b.log.Info("shutting down: disconnecting clients")
-	if err := b.srv.Close(); err != nil {
-		return fmt.Errorf("broker: close: %w", err)
+	b.conns.closePending()
+	// mochi's Close stops the listeners, disconnects the clients and waits
+	// for them without a bound: bound it by ctx.
+	closed := make(chan error, 1)
+	go func() { closed <- b.srv.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			return fmt.Errorf("broker: close: %w", err)
+		}
+	case <-ctx.Done():
+		return fmt.Errorf("broker: disconnecting clients (%d connections left): %w", b.conns.count(), ctx.Err())
 	}
-	if err := b.conns.closeAndWait(ctx); err != nil {
+	if err := b.conns.wait(ctx); err != nil {
 		return fmt.Errorf("broker: waiting for %d connections: %w", b.conns.count(), err)
 	}
 	return nil
 }
 
-// connTracker counts live connections so Shutdown can wait for them. Once
-// closed, it admits no more.
+// connectTimeout bounds the wait for a new connection's CONNECT packet
+// (and its TLS handshake); mochi sets no deadline before CONNECT.
+const connectTimeout = 10 * time.Second
+
+// connTracker knows the live connections so Shutdown can close those still
+// waiting for CONNECT and wait for the rest. Once closed, it admits no more.
 type connTracker struct {
 	mu     sync.Mutex
 	closed bool
-	n      int
+	live   map[*trackedConn]struct{}
 	wg     sync.WaitGroup
 }
 
-// add admits one connection, or returns false after closeAndWait began.
-func (t *connTracker) add() bool {
+// add admits c, or returns false after closeAndWait began.
+func (t *connTracker) add(c *trackedConn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
-	t.n++
+	if t.live == nil {
+		t.live = make(map[*trackedConn]struct{})
+	}
+	t.live[c] = struct{}{}
 	t.wg.Add(1)
 	return true
 }
 
-func (t *connTracker) done() {
+func (t *connTracker) done(c *trackedConn) {
 	t.mu.Lock()
-	t.n--
+	delete(t.live, c)
 	t.mu.Unlock()
 	t.wg.Done()
 }
@@ -230,13 +247,23 @@ func (t *connTracker) done() {
 func (t *connTracker) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.n
+	return len(t.live)
 }
 
-func (t *connTracker) closeAndWait(ctx context.Context) error {
+// closePending admits no more connections and closes those that have not
+// completed CONNECT; mochi knows nothing of them, so it cannot close them.
+func (t *connTracker) closePending() {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.closed = true
-	t.mu.Unlock()
+	for c := range t.live {
+		if !c.established.Load() {
+			_ = c.Close()
+		}
+	}
+}
+
+func (t *connTracker) wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		t.wg.Wait()
@@ -254,10 +281,12 @@ func (t *connTracker) closeAndWait(ctx context.Context) error {
 // and reports how the connection ended.
 func establishTracked(t *connTracker, r connReporter, id string, establish listeners.EstablishFn, conn net.Conn) {
 	tc := &trackedConn{Conn: conn}
-	if !t.add() {
+	if !t.add(tc) {
 		_ = conn.Close()
 		return
 	}
-	defer t.done()
+	defer t.done(tc)
+	// Reset by mochi once CONNECT is accepted (to the keepalive deadline).
+	_ = conn.SetReadDeadline(time.Now().Add(connectTimeout))
 	r.report(id, tc, establish(id, tc))
 }

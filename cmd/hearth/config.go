@@ -2,10 +2,13 @@ package main
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"regexp"
@@ -76,6 +79,13 @@ type config struct {
 
 const dbFile = "hearth.db"
 
+// relatedKey names, for a key whose problem may be caused by another key,
+// that other key: where the problem is reported if the first is not in the
+// file.
+var relatedKey = map[string]string{
+	"limits.keepalive_min": "limits.keepalive_max",
+}
+
 // problems collects configuration errors, each with its location.
 type problems []string
 
@@ -131,8 +141,20 @@ func loadConfig(args []string) (*config, error) {
 			return "flag --" + f
 		}
 		if root != nil {
-			if line, col, ok := locate(root, key); ok {
-				return fmt.Sprintf("%s:%d:%d", *configPath, line, col)
+			// A problem about a key the file leaves at its default comes from
+			// a related key, or failing that from the enclosing section.
+			candidates := []string{key}
+			if r, ok := relatedKey[key]; ok {
+				candidates = append(candidates, r)
+			}
+			for k := key; strings.Contains(k, "."); {
+				k = k[:strings.LastIndexByte(k, '.')]
+				candidates = append(candidates, k)
+			}
+			for _, k := range candidates {
+				if line, col, ok := locate(root, k); ok {
+					return fmt.Sprintf("%s:%d:%d", *configPath, line, col)
+				}
 			}
 			return *configPath
 		}
@@ -172,12 +194,19 @@ func loadConfig(args []string) (*config, error) {
 		key string
 		tls tlsFile
 	}{{"mqtt.tls", c.file.MQTT.TLS}, {"http.tls", c.file.HTTP.TLS}} {
+		missing := false
 		for _, f := range []struct{ name, path string }{{"cert", t.tls.Cert}, {"key", t.tls.Key}} {
 			if f.path == "" {
 				continue
 			}
 			if _, err := os.Stat(f.path); err != nil {
 				probs.add("%s: %s.%s: %v", where(t.key+"."+f.name), t.key, f.name, err)
+				missing = true
+			}
+		}
+		if !missing && t.tls.Cert != "" && t.tls.Key != "" {
+			if _, err := tls.LoadX509KeyPair(t.tls.Cert, t.tls.Key); err != nil {
+				probs.add("%s: %s.cert: certificate and key unusable: %v", where(t.key+".cert"), t.key, err)
 			}
 		}
 	}
@@ -190,6 +219,8 @@ func loadConfig(args []string) (*config, error) {
 	}
 	if s.MaxSize < 0 || (s.MaxSize > 0 && s.MaxSize < 1<<20) {
 		probs.add("%s: store.max_size: %d is below 1 MiB", where("store.max_size"), s.MaxSize)
+	} else if uint64(s.MaxSize) > uint64(math.MaxInt) {
+		probs.add("%s: store.max_size: %d is more than this platform can map (%d)", where("store.max_size"), s.MaxSize, math.MaxInt)
 	}
 	if c.file.ShutdownTimeout < 0 {
 		probs.add("%s: shutdown_timeout: must not be negative", where("shutdown_timeout"))
@@ -268,7 +299,7 @@ func readFile(path string, dst *fileConfig, probs *problems) *yaml.Node {
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(b, &root); err != nil {
-		probs.add("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		addYAMLError(probs, path, strings.TrimPrefix(err.Error(), "yaml: "))
 		return nil
 	}
 	if len(b) == 0 || len(root.Content) == 0 {
@@ -280,17 +311,30 @@ func readFile(path string, dst *fileConfig, probs *problems) *yaml.Node {
 		var te *yaml.TypeError
 		if errors.As(err, &te) {
 			for _, e := range te.Errors {
-				if m := yamlLine.FindStringSubmatch(e); m != nil {
-					probs.add("%s:%s: %s", path, m[1], m[2])
-				} else {
-					probs.add("%s: %s", path, e)
-				}
+				addYAMLError(probs, path, e)
 			}
 		} else {
-			probs.add("%s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+			addYAMLError(probs, path, strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 	}
+	// A second document would be ignored silently: refuse it.
+	var extra yaml.Node
+	if err := dec.Decode(&extra); err == nil {
+		probs.add("%s:%d: only one YAML document is allowed", path, extra.Line)
+	} else if !errors.Is(err, io.EOF) {
+		addYAMLError(probs, path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
 	return &root
+}
+
+// addYAMLError adds a yaml.v3 message, turning its "line N: " prefix into
+// the path:N: location every other problem has.
+func addYAMLError(probs *problems, path, msg string) {
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		probs.add("%s:%s: %s", path, m[1], m[2])
+		return
+	}
+	probs.add("%s: %s", path, msg)
 }
 
 // locate finds the line and column of a dotted key ("limits.max_clients")
