@@ -35,6 +35,9 @@ type Broker struct {
 	httpLn *httpListener
 	conns  connTracker
 
+	timersMu sync.Mutex
+	timers   []*time.Timer // expiry of restored MQTT 3.1.1 sessions
+
 	started  atomic.Bool
 	stopping atomic.Bool
 }
@@ -190,6 +193,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	b.log.Info("shutting down: disconnecting clients")
+	b.stopTimers()
 	b.conns.closePending()
 	// mochi's Close stops the listeners, disconnects the clients and waits
 	// for them without a bound: bound it by ctx.

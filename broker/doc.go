@@ -26,7 +26,7 @@
 //
 // On start the broker restores persistent sessions, their subscriptions and
 // inflight messages, and retained messages, before any listener accepts a
-// connection. An MQTT 5 session's remaining expiry is reduced by the time it
-// spent disconnected, including downtime; MQTT 3.1.1 sessions use
-// Limits.MaxSessionExpiry from their last disconnect.
+// connection. Session expiry counts from the disconnect, downtime included:
+// an MQTT 5 session gets what is left of its interval, an MQTT 3.1.1
+// session what is left of Limits.MaxSessionExpiry.
 package broker

@@ -37,6 +37,10 @@ type hook struct {
 	// OnPublish and OnRetainMessage run in the publisher's goroutine.
 	retainStored sync.Map // *mqtt.Client -> string
 
+	// refused holds, per client, the code of a publish refusal that closed
+	// an MQTT 3.1.1 connection, so the disconnect is reported as such.
+	refused sync.Map // *mqtt.Client -> packets.Code
+
 	// seq orders stored inflight messages (storage.Message.Seq); restore
 	// starts it above the highest stored value.
 	seq atomic.Uint64
@@ -169,12 +173,19 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		err = cause
 	}
 	reason := disconnectReason(err)
+	refusal, refused := h.refused.LoadAndDelete(cl)
+	if refused {
+		reason = "publish refused"
+	}
 	attrs := []any{"client", cl.ID, "remote", cl.Net.Remote, "listener", cl.Net.Listener, "reason", reason}
 	if err != nil && reason != "disconnect" {
 		attrs = append(attrs, "error", err)
 	}
 	var code packets.Code
 	switch {
+	case refused: // already logged and counted as the refusal
+		h.b.log.Info("client disconnected: MQTT 3.1.1 has no negative acknowledgement",
+			append(attrs, "reason_code", fmt.Sprintf("0x%02x", refusal.(packets.Code).Code))...)
 	case errors.Is(err, packets.ErrPacketTooLarge):
 		h.b.metrics.errTooLarge.Inc()
 		h.b.log.Warn("client disconnected: packet over the size limit",
@@ -229,7 +240,10 @@ func (h *hook) refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Co
 		return false
 	}
 	if cl.Properties.ProtocolVersion < 5 {
-		cl.Stop(code)
+		// Closing the socket, not the client, lets mochi's read loop fail
+		// and take the abnormal-disconnect path: the will is published.
+		h.refused.Store(cl, code)
+		_ = cl.Net.Conn.Close()
 		return true
 	}
 	ack := packets.Packet{

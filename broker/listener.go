@@ -30,6 +30,14 @@ const (
 type trackedConn struct {
 	net.Conn
 	established atomic.Bool
+	wrote       atomic.Bool // before CONNECT completes, only a refusing CONNACK is written
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if !c.wrote.Load() {
+		c.wrote.Store(true)
+	}
+	return c.Conn.Write(p)
 }
 
 // NetConn returns the underlying connection (a *tls.Conn under TLS).
@@ -55,12 +63,15 @@ func (r connReporter) report(listener string, c *trackedConn, err error) {
 	attrs := []any{"listener", listener, "remote", c.RemoteAddr().String(), "error", err}
 	var code packets.Code
 	switch {
-	case errors.As(err, &code):
-		r.metrics.errRefused.Inc()
-		r.log.Warn("connect refused", append(attrs, "reason_code", fmt.Sprintf("0x%02x", code.Code))...)
 	case errors.Is(err, packets.ErrPacketTooLarge):
 		r.metrics.errTooLarge.Inc()
 		r.log.Warn("connection closed: CONNECT over the packet size limit", attrs...)
+	case c.wrote.Load(): // mochi answered with a failure CONNACK
+		r.metrics.errRefused.Inc()
+		if errors.As(err, &code) {
+			attrs = append(attrs, "reason_code", fmt.Sprintf("0x%02x", code.Code))
+		}
+		r.log.Warn("connect refused", attrs...)
 	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed):
 		r.metrics.errConnect.Inc()
 		r.log.Info("connection closed before CONNECT", attrs...)

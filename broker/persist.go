@@ -179,6 +179,10 @@ func (b *Broker) restore(now time.Time) error {
 			// mochi counts expiry from now: give it only what is left.
 			cl.Properties.Props.SessionExpiryInterval = uint32(expiry - away)
 			cl.Properties.Props.SessionExpiryIntervalFlag = true
+		} else {
+			// mochi would give an MQTT 3.1.1 session the full maximum from
+			// now; expire it when what is left has passed.
+			b.expireLater(cl, time.Duration(expiry-away)*time.Second)
 		}
 		cl.Properties.Will = mqtt.Will{
 			Payload:           s.Will.Payload,
@@ -261,4 +265,29 @@ func (b *Broker) restore(now time.Time) error {
 		"sessions", srv.Clients.Len(), "subscriptions", len(subs), "inflight", len(inflight),
 		"retained", srv.Topics.Retained.Len(), "expired_removed", len(stale))
 	return nil
+}
+
+// expireLater ends the restored session cl after d unless its client has
+// reconnected (mochi then holds a new *Client under its id).
+func (b *Broker) expireLater(cl *mqtt.Client, d time.Duration) {
+	b.timersMu.Lock()
+	defer b.timersMu.Unlock()
+	b.timers = append(b.timers, time.AfterFunc(d, func() {
+		if cur, ok := b.srv.Clients.Get(cl.ID); !ok || cur != cl {
+			return
+		}
+		b.srv.UnsubscribeClient(cl)
+		cl.ClearInflights()
+		b.srv.Clients.Delete(cl.ID)
+		b.hook.OnClientExpired(cl)
+	}))
+}
+
+func (b *Broker) stopTimers() {
+	b.timersMu.Lock()
+	defer b.timersMu.Unlock()
+	for _, t := range b.timers {
+		t.Stop()
+	}
+	b.timers = nil
 }
