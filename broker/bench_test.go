@@ -10,15 +10,29 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.golang/paho"
+	"github.com/hearth-iot/hearth/storage"
 )
 
-// BenchmarkRetainedQoS1 measures durable retained publishes: 16 MQTT 5
+// BenchmarkRetainedQoS1 measures durable retained publishes: MQTT 5
 // clients publish retained QoS 1 messages to their own topics, each waiting
 // for its PUBACK, which the broker sends only after the group commit
-// holding the message is synced. One iteration is one publish.
+// holding the message is synced. One iteration is one publish. It runs with
+// 1 and 16 publishers, each with no commit delay and with the default 1ms.
 func BenchmarkRetainedQoS1(b *testing.B) {
-	const clients = 16
-	tb := startBroker(b, brokerOpts{})
+	for _, clients := range []int{1, 16} {
+		for _, d := range []struct {
+			name  string
+			delay time.Duration
+		}{{"none", -1}, {"200us", 200 * time.Microsecond}, {"1ms", time.Millisecond}} {
+			b.Run(fmt.Sprintf("publishers=%d/commit_delay=%s", clients, d.name), func(b *testing.B) {
+				benchmarkRetainedQoS1(b, clients, storage.Options{CommitDelay: d.delay})
+			})
+		}
+	}
+}
+
+func benchmarkRetainedQoS1(b *testing.B, clients int, store storage.Options) {
+	tb := startBroker(b, brokerOpts{Store: store})
 	pubs := make([]*v5Client, clients)
 	for i := range pubs {
 		pubs[i] = connectV5(b, tb.MQTTAddr, nil)

@@ -9,8 +9,10 @@
 //
 // All writes go through one committer goroutine. Callers hand it a list of
 // [Change] values; the committer gathers every change that is waiting (up to
-// [Options.MaxBatch], waiting at most [Options.CommitDelay] for more), applies
-// them in one bbolt transaction and syncs the file once. [Store.Write] returns
+// [Options.MaxBatch], and optionally waiting up to [Options.CommitDelay] for
+// more), applies them in one bbolt transaction and syncs the file once.
+// While one batch syncs, the next one queues, so concurrent writers share
+// syncs without any added wait. [Store.Write] returns
 // only after the transaction holding its changes is on disk; [Store.WriteAsync]
 // returns at once and reports failures to [Options.OnError]. Both kinds share
 // one FIFO queue, so changes from one caller are applied in the order given.

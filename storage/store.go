@@ -23,8 +23,9 @@ type Options struct {
 
 	// CommitDelay is how long the committer waits for more changes after
 	// the first one of a batch arrives, when no others are already waiting.
-	// Zero means 1ms; a negative value means no wait (batches then form only
-	// from changes that queued up during the previous commit).
+	// Zero or negative means no wait: batches then form from the changes
+	// that queued up during the previous commit, which measured better than
+	// any wait (docs/BENCHMARKS.md).
 	CommitDelay time.Duration
 
 	// MaxBatch caps the number of changes in one transaction. Zero means 1024.
@@ -54,9 +55,6 @@ func (o *Options) withDefaults() Options {
 	out := *o
 	if out.Timeout == 0 {
 		out.Timeout = 5 * time.Second
-	}
-	if out.CommitDelay == 0 {
-		out.CommitDelay = time.Millisecond
 	}
 	if out.MaxBatch <= 0 {
 		out.MaxBatch = 1024
@@ -266,7 +264,7 @@ func (s *Store) gather(batch []*request, n int) (_ []*request, open bool) {
 			continue
 		default:
 		}
-		if s.opts.CommitDelay < 0 {
+		if s.opts.CommitDelay <= 0 {
 			return batch, true
 		}
 		if timer == nil {
