@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"log/slog"
@@ -30,6 +31,8 @@ type brokerOpts struct {
 	// Store is passed to storage.Open; the harness sets OnCommit and
 	// OnError to the broker's metrics.
 	Store storage.Options
+	// MQTTTLS and HTTPTLS, when set, make the listeners serve TLS.
+	MQTTTLS, HTTPTLS broker.TLS
 }
 
 // testBroker is an in-process Hearth broker on random loopback ports, with
@@ -125,8 +128,8 @@ func (tb *testBroker) open(t testing.TB) {
 		t.Fatalf("storage.Open: %v", err)
 	}
 	b, err := broker.New(broker.Config{
-		MQTT:   broker.Listener{Addr: "127.0.0.1:0"},
-		HTTP:   broker.Listener{Addr: "127.0.0.1:0"},
+		MQTT:   broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.MQTTTLS},
+		HTTP:   broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.HTTPTLS},
 		Limits: tb.opts.Limits,
 		Logger: tb.log,
 	}, st, m)
@@ -252,7 +255,13 @@ func (l *logBuffer) find(parts ...string) (string, bool) {
 func (tb *testBroker) httpGet(t testing.TB, path string) (int, string) {
 	t.Helper()
 	c := &http.Client{Timeout: 5 * time.Second}
-	resp, err := c.Get("http://" + tb.HTTPAddr + path)
+	scheme := "http://"
+	if tb.opts.HTTPTLS.Enabled() {
+		// The test's own self-signed certificate; TestTLS checks verification.
+		scheme = "https://"
+		c.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	}
+	resp, err := c.Get(scheme + tb.HTTPAddr + path)
 	if err != nil {
 		t.Fatalf("GET %s: %v", path, err)
 	}
