@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,8 +52,10 @@ var _ mqtt.Hook = (*hook)(nil)
 
 func (h *hook) ID() string { return "hearth" }
 
-func (h *hook) Provides(b byte) bool {
-	return bytes.Contains([]byte{
+// provides is the set of mochi events the hook handles. mochi asks for
+// every event of every packet, so it is a table, not a search.
+var provides = func() (set [256]bool) {
+	for _, e := range []byte{
 		mqtt.OnConnectAuthenticate,
 		mqtt.OnACLCheck,
 		mqtt.OnConnect,
@@ -74,8 +75,13 @@ func (h *hook) Provides(b byte) bool {
 		mqtt.OnRetainedExpired,
 		mqtt.OnClientExpired,
 		mqtt.OnWillSent,
-	}, []byte{b})
-}
+	} {
+		set[e] = true
+	}
+	return set
+}()
+
+func (h *hook) Provides(b byte) bool { return provides[b] }
 
 // writeAsync queues changes; a failure to queue (the store is closing) is
 // logged and counted here, a failure to commit by Metrics.StoreError.
