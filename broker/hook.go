@@ -408,7 +408,12 @@ func (h *hook) OnRetainedExpired(topic string) {
 	h.writeAsync("retained expiry", storage.DeleteRetained(topic))
 }
 
+// OnClientExpired ends an expired session. mochi only forgets the client:
+// its subscriptions would stay in the topic index, matched by every
+// publish, and its inflight messages counted, for as long as the broker runs.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	h.b.srv.UnsubscribeClient(cl)
+	cl.ClearInflights()
 	h.b.log.Info("session expired", "client", cl.ID)
 	if _, was := h.persisted.LoadAndDelete(cl.ID); was {
 		h.writeAsync("session expiry", storage.DeleteSession(cl.ID))

@@ -276,10 +276,8 @@ func (b *Broker) expireLater(cl *mqtt.Client, d time.Duration) {
 		if cur, ok := b.srv.Clients.Get(cl.ID); !ok || cur != cl {
 			return
 		}
-		b.srv.UnsubscribeClient(cl)
-		cl.ClearInflights()
-		b.srv.Clients.Delete(cl.ID)
 		b.hook.OnClientExpired(cl)
+		b.srv.Clients.Delete(cl.ID)
 	}))
 }
 
