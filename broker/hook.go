@@ -18,6 +18,10 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 )
 
+// replyPrefix starts the reply namespace: replies to an MQTT 3.1.1
+// client's requests go to $reply/<its client id>.
+const replyPrefix = "$reply/"
+
 // retainedWriteTimeout bounds how long a QoS 1/2 retained publish waits for
 // its commit before the publisher is told it failed.
 const retainedWriteTimeout = 30 * time.Second
@@ -101,8 +105,44 @@ func (h *hook) isPersisted(id string) bool {
 // yet, and Start says so in a warning.
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnACLCheck allows every topic: Hearth has no permissions yet.
-func (h *hook) OnACLCheck(*mqtt.Client, string, bool) bool { return true }
+// OnACLCheck guards the reply namespace: $reply/<client id> belongs to that
+// client alone. mochi asks with write false both for a SUBSCRIBE's filters
+// and for every delivery, so a filter that slipped through would still
+// deliver nothing. Everything else is allowed: Hearth has no permissions yet.
+func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if write || cl.Net.Inline {
+		return true
+	}
+	rest, ok := replyTopicRest(topic)
+	if !ok || ownsReplyTopic(cl.ID, rest) {
+		return true
+	}
+	h.b.metrics.errDenied.Inc()
+	h.b.log.Warn("refused: a $reply topic belongs to its client alone",
+		"client", cl.ID, "remote", cl.Net.Remote, "filter", topic)
+	return false
+}
+
+// replyTopicRest returns what follows "$reply/" in a topic or filter,
+// looking through a "$share/<group>/" prefix.
+func replyTopicRest(topic string) (string, bool) {
+	if first, after, ok := strings.Cut(topic, "/"); ok && strings.EqualFold(first, mqtt.SharePrefix) {
+		_, topic, _ = strings.Cut(after, "/") // mochi matches $share in any case
+	}
+	return strings.CutPrefix(topic, replyPrefix)
+}
+
+// ownsReplyTopic reports whether rest, the part of a $reply topic or
+// filter after the prefix, is id itself or below it. A client id holding a
+// wildcard or a slash could not be told apart from a filter matching other
+// clients' replies, so such a client owns no reply topic.
+func ownsReplyTopic(id, rest string) bool {
+	if id == "" || strings.ContainsAny(id, "+#/") {
+		return false
+	}
+	after, ok := strings.CutPrefix(rest, id)
+	return ok && (after == "" || after[0] == '/')
+}
 
 // OnConnect applies the keepalive bounds to MQTT 5 clients, which learn the
 // result from the Server Keep Alive property of CONNACK.
