@@ -161,6 +161,7 @@ func (b *Broker) Start() error {
 }
 
 func (b *Broker) closeListeners() {
+	b.stopTimers()
 	_ = b.mqttLn.ln.Close()
 	_ = b.httpLn.ln.Close()
 }

@@ -22,10 +22,6 @@ import (
 // client's requests go to $reply/<its client id>.
 const replyPrefix = "$reply/"
 
-// retainedWriteTimeout bounds how long a QoS 1/2 retained publish waits for
-// its commit before the publisher is told it failed.
-const retainedWriteTimeout = 30 * time.Second
-
 // hook is Hearth's one implementation of mochi's hook interface.
 type hook struct {
 	mqtt.HookBase
@@ -333,9 +329,10 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		h.retainStored.Store(cl, pk.TopicName)
 		return pk, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), retainedWriteTimeout)
-	err := h.b.store.Write(ctx, change)
-	cancel()
+	// No timeout: a change given up on could still commit later, and the
+	// publisher would have been told it failed. The PUBACK waits for the
+	// disk, however slow.
+	err := h.b.store.Write(context.Background(), change)
 	if err == nil {
 		h.retainStored.Store(cl, pk.TopicName)
 		return pk, nil
@@ -419,6 +416,12 @@ func (h *hook) OnQosPublish(cl *mqtt.Client, pk packets.Packet, sent int64, _ in
 }
 
 func (h *hook) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
+	// A resumed session's old client clears its copy of the inflight
+	// messages, which the new client has taken over (and resends, storing
+	// them again): that must not delete the stored ones.
+	if cl.IsTakenOver() {
+		return
+	}
 	if h.isPersisted(cl.ID) {
 		h.writeAsync("inflight done", storage.DeleteInflight(cl.ID, pk.PacketID))
 	}
