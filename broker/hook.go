@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net"
 	"os"
@@ -39,6 +40,11 @@ type hook struct {
 	// refused holds, per client, the code of a publish refusal that closed
 	// an MQTT 3.1.1 connection, so the disconnect is reported as such.
 	refused sync.Map // *mqtt.Client -> packets.Code
+
+	// sessionLocks serialise, per client id, the session writes of the
+	// connections that share that id, so that a replaced connection cannot
+	// queue its write after its successor's (see owns).
+	sessionLocks [64]sync.Mutex
 
 	// seq orders stored inflight messages (storage.Message.Seq); restore
 	// starts it above the highest stored value.
@@ -90,6 +96,25 @@ func (h *hook) writeAsync(what string, changes ...storage.Change) {
 		h.b.metrics.storeError(err)
 		h.b.log.Error("store write not queued", "what", what, "error", err)
 	}
+}
+
+// lockSession locks id's session writes; call the returned func to unlock.
+func (h *hook) lockSession(id string) func() {
+	f := fnv.New32a()
+	_, _ = f.Write([]byte(id))
+	m := &h.sessionLocks[f.Sum32()%uint32(len(h.sessionLocks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// owns reports whether cl is the connection mochi holds under its id, or
+// none is held. A replaced connection (a reconnect with the same id) must
+// not write its session: mochi adds the new one before it establishes it,
+// and with lockSession held that makes the check and the write atomic with
+// respect to the successor's.
+func (h *hook) owns(cl *mqtt.Client) bool {
+	cur, ok := h.b.srv.Clients.Get(cl.ID)
+	return !ok || cur == cl
 }
 
 func (h *hook) isPersisted(id string) bool {
@@ -171,6 +196,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		"protocol", cl.Properties.ProtocolVersion, "clean", pk.Connect.Clean,
 		"persistent", keep, "keepalive", cl.State.Keepalive)
 
+	defer h.lockSession(cl.ID)()
 	var changes []storage.Change
 	if _, was := h.persisted.Load(cl.ID); was && (pk.Connect.Clean || !keep) {
 		// A clean start discards the old session; a session that is no
@@ -242,7 +268,8 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		h.b.log.Info("client disconnected", attrs...)
 	}
 
-	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) {
+	defer h.lockSession(cl.ID)()
+	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || !h.owns(cl) {
 		return // the new connection owns the session
 	}
 	if expire {
@@ -252,7 +279,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		return
 	}
 	if h.isPersisted(cl.ID) {
-		h.writeAsync("session", storage.PutSession(sessionOf(cl, time.Now().Unix())))
+		h.writeAsync("session", storage.PutSession(sessionOf(cl, cl.StopTime())))
 	}
 }
 
@@ -455,6 +482,12 @@ func (h *hook) OnRetainedExpired(topic string) {
 // its subscriptions would stay in the topic index, matched by every
 // publish, and its inflight messages counted, for as long as the broker runs.
 func (h *hook) OnClientExpired(cl *mqtt.Client) {
+	defer h.lockSession(cl.ID)()
+	if !h.owns(cl) {
+		// Reconnected meanwhile: the new connection owns the session, and
+		// the topic index knows subscriptions by client id.
+		return
+	}
 	h.b.srv.UnsubscribeClient(cl)
 	cl.ClearInflights()
 	h.b.log.Info("session expired", "client", cl.ID)
@@ -465,7 +498,9 @@ func (h *hook) OnClientExpired(cl *mqtt.Client) {
 
 func (h *hook) OnWillSent(cl *mqtt.Client, pk packets.Packet) {
 	h.b.log.Info("will published", "client", cl.ID, "topic", pk.TopicName, "retain", pk.FixedHeader.Retain)
-	if h.isPersisted(cl.ID) {
-		h.writeAsync("session", storage.PutSession(sessionOf(cl, time.Now().Unix())))
+	defer h.lockSession(cl.ID)()
+	if h.owns(cl) && h.isPersisted(cl.ID) {
+		// StopTime, not now: a delayed will is sent after the disconnect.
+		h.writeAsync("session", storage.PutSession(sessionOf(cl, cl.StopTime())))
 	}
 }

@@ -523,6 +523,11 @@ func (x *TopicsIndex) trim(n *particle) {
 
 // Messages returns a slice of any retained messages which match a filter.
 func (x *TopicsIndex) Messages(filter string) []packets.Packet {
+	// Hearth patch: scanMessages reads particles' retainPath, which
+	// RetainMessage writes holding the root lock (a data race, seen under
+	// -race while $SYS topics were refreshed during a retained scan).
+	x.root.Lock()
+	defer x.root.Unlock()
 	return x.scanMessages(filter, 0, nil, []packets.Packet{})
 }
 
