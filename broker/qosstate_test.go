@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/hearth-iot/hearth/broker"
 )
 
@@ -174,4 +175,23 @@ func resentQoS1(t *testing.T, tb *testBroker, id string) int {
 	_ = c.Close()
 	tb.waitLog(t, "client disconnected", "client="+id, "remote="+c.LocalAddr().String())
 	return n
+}
+
+// A successful QoS 1 publish is acknowledged with reason code 0x00 (MQTT
+// 5.0 section 3.4.2.1); upstream mochi sent 0x01, a SUBACK code, whenever
+// the PUBACK carried properties (it inherits the publish's).
+func TestPubackSuccessCode(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{})
+	c := connectV5(t, tb.MQTTAddr, nil)
+	for _, retain := range []bool{false, true} {
+		resp, err := c.pub(&paho.Publish{Topic: "puback/code", QoS: 1, Retain: retain, Payload: []byte("x"),
+			Properties: &paho.PublishProperties{User: paho.UserProperties{{Key: "k", Value: "v"}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.ReasonCode != 0 {
+			t.Errorf("PUBACK (retain %v) reason code = 0x%02x, want 0x00", retain, resp.ReasonCode)
+		}
+	}
 }
