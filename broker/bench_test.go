@@ -23,7 +23,7 @@ func BenchmarkRetainedQoS1(b *testing.B) {
 		for _, d := range []struct {
 			name  string
 			delay time.Duration
-		}{{"none", -1}, {"200us", 200 * time.Microsecond}, {"1ms", time.Millisecond}} {
+		}{{"none", 0}, {"200us", 200 * time.Microsecond}, {"1ms", time.Millisecond}} {
 			b.Run(fmt.Sprintf("publishers=%d/commit_delay=%s", clients, d.name), func(b *testing.B) {
 				benchmarkRetainedQoS1(b, clients, storage.Options{CommitDelay: d.delay})
 			})

@@ -263,7 +263,7 @@ func (b *Broker) restore(now time.Time) error {
 	}
 	b.log.Info("restored state",
 		"sessions", srv.Clients.Len(), "subscriptions", len(subs), "inflight", len(inflight),
-		"retained", srv.Topics.Retained.Len(), "expired_removed", len(stale))
+		"retained", srv.Topics.Retained.Len(), "stale_entries_removed", len(stale))
 	return nil
 }
 

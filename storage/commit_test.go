@@ -532,3 +532,17 @@ func TestWriteContext(t *testing.T) {
 		}
 	})
 }
+
+// The committer adds no wait unless asked: batches form from what queued
+// during the previous commit, which measured faster than any wait
+// (docs/BENCHMARKS.md). Zero and negative delays both mean no wait.
+func TestNoCommitDelayByDefault(t *testing.T) {
+	for _, d := range []time.Duration{0, -1} {
+		if got := (&Options{CommitDelay: d}).withDefaults().CommitDelay; got > 0 {
+			t.Errorf("CommitDelay %v becomes %v, want no wait", d, got)
+		}
+	}
+	if got := (&Options{CommitDelay: time.Millisecond}).withDefaults().CommitDelay; got != time.Millisecond {
+		t.Errorf("CommitDelay 1ms becomes %v", got)
+	}
+}

@@ -109,6 +109,7 @@ type Client struct {
 	ID           string           // the client id.
 	ops          *ops             // ops provides a reference to server ops.
 	sync.RWMutex                  // mutex
+	packetIDMu   sync.Mutex       // Hearth patch: guards packet id allocation (NextPacketID)
 }
 
 // ClientConnection contains the connection transport and metadata for the client.
@@ -274,8 +275,11 @@ func (cl *Client) refreshDeadline(keepalive uint16) {
 // If no unused packet ids are available, an error is returned and the client
 // should be disconnected.
 func (cl *Client) NextPacketID() (i uint32, err error) {
-	cl.Lock()
-	defer cl.Unlock()
+	// Hearth patch: its own mutex, not the client's, which WritePacket holds
+	// while it writes to the socket: a subscriber that stopped reading held
+	// up every publisher that sent it a QoS 1/2 message.
+	cl.packetIDMu.Lock()
+	defer cl.packetIDMu.Unlock()
 
 	i = atomic.LoadUint32(&cl.State.packetID)
 	started := i

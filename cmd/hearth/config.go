@@ -250,13 +250,7 @@ func loadConfig(args []string) (*config, error) {
 			}
 		}
 	}
-	delay := s.CommitDelay
-	if delay == 0 && root != nil {
-		if _, _, ok := locate(root, "store.commit_delay"); ok {
-			delay = -1 // an explicit 0s: no wait
-		}
-	}
-	c.store = storage.Options{CommitDelay: delay, MaxBatch: s.MaxBatch, MaxSize: int(s.MaxSize)}
+	c.store = storage.Options{CommitDelay: s.CommitDelay, MaxBatch: s.MaxBatch, MaxSize: int(s.MaxSize)}
 	c.shutdown = c.file.ShutdownTimeout
 	if c.shutdown == 0 {
 		c.shutdown = 10 * time.Second

@@ -240,8 +240,8 @@ func TestLoadConfigFileAndFlags(t *testing.T) {
 			name: "an explicit zero commit delay means no wait",
 			args: []string{"--config", writeConfig(t, "store:\n  commit_delay: 0s\n")},
 			check: func(t *testing.T, c *config) {
-				if c.store.CommitDelay >= 0 {
-					t.Errorf("store.CommitDelay = %v, want negative (no wait)", c.store.CommitDelay)
+				if c.store.CommitDelay != 0 {
+					t.Errorf("store.CommitDelay = %v, want 0 (storage: no wait)", c.store.CommitDelay)
 				}
 			},
 		},
