@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fxamacker/cbor/v2"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -117,12 +116,36 @@ func DeleteInflight(clientID string, packetID uint16) Change {
 	return del{bucket: bucketInflight, key: inflightKey(clientID, packetID)}
 }
 
-// retainedDisk is Retained with its message kept encoded, so that setting a
-// value only decodes the old version number.
+// retainedDisk is how a Retained is stored. The message stays encoded, so
+// that a change only decodes the head (recordHead). A structured payload is
+// embedded in Value as the CBOR item it is, not as a byte string in the
+// message, so the stored record is one CBOR document. Deleted and Value came
+// after format 1 without a format bump: both are omitted when unset, so values
+// written before them read as live, opaque records, and live opaque records
+// are still written exactly as before.
 type retainedDisk struct {
-	Message  cbor.RawMessage `cbor:"m"`
-	Version  uint64          `cbor:"v"`
-	Modified int64           `cbor:"mt"`
+	Message  rawItem `cbor:"m"`
+	Version  uint64  `cbor:"v"`
+	Modified int64   `cbor:"mt"`
+	Deleted  bool    `cbor:"d,omitempty"`
+	Value    rawItem `cbor:"x,omitzero"`
+}
+
+// recordHead is the part of a stored record that changes need.
+type recordHead struct {
+	Version uint64 `cbor:"v"`
+	Deleted bool   `cbor:"d"`
+}
+
+// storedHead returns the head of topic's record, zero if there is none.
+func storedHead(b *bolt.Bucket, topic []byte) (recordHead, error) {
+	var h recordHead
+	if old := b.Get(topic); old != nil {
+		if err := decode(old, &h); err != nil {
+			return h, fmt.Errorf("retained %q: %w", topic, err)
+		}
+	}
+	return h, nil
 }
 
 type putRetained struct {
@@ -137,25 +160,20 @@ func (p putRetained) apply(tx *bolt.Tx) error {
 		return p.err
 	}
 	b := tx.Bucket(bucketRetained)
-	var version uint64
-	if old := b.Get(p.topic); old != nil {
-		var v struct {
-			Version uint64 `cbor:"v"`
-		}
-		if err := decode(old, &v); err != nil {
-			return err
-		}
-		version = v.Version
+	h, err := storedHead(b, p.topic)
+	if err != nil {
+		return err
 	}
-	value, err := encode(retainedDisk{Message: p.message, Version: version + 1, Modified: p.modified})
+	value, err := encode(retainedDisk{Message: p.message, Version: h.Version + 1, Modified: p.modified})
 	if err != nil {
 		return err
 	}
 	return b.Put(p.topic, value)
 }
 
-// PutRetained sets the retained message of m.Topic, incrementing its
-// version, with modified as its last-modified time.
+// PutRetained sets the retained message of m.Topic as an opaque record,
+// whatever version is stored: the version becomes the stored one (a
+// tombstone's included) plus one, and modified the last-modified time.
 func PutRetained(m Message, modified time.Time) Change {
 	if m.Topic == "" {
 		return invalid("retained message without topic")
@@ -164,7 +182,106 @@ func PutRetained(m Message, modified time.Time) Change {
 	return putRetained{topic: []byte(m.Topic), message: b, modified: modified.UnixNano(), err: err}
 }
 
-// DeleteRetained removes the retained message of topic.
+type deleteRetained struct {
+	topic    []byte
+	message  []byte
+	modified int64
+	err      error
+}
+
+func (d deleteRetained) apply(tx *bolt.Tx) error {
+	if d.err != nil {
+		return d.err
+	}
+	b := tx.Bucket(bucketRetained)
+	old := b.Get(d.topic)
+	if old == nil {
+		return nil
+	}
+	var h recordHead
+	if decode(old, &h) != nil {
+		// The version is lost with the value; removing it is the one way
+		// to clear a damaged record, which the caller asked for anyway.
+		return b.Delete(d.topic)
+	}
+	if h.Deleted {
+		return nil
+	}
+	value, err := encode(retainedDisk{Message: d.message, Version: h.Version + 1, Modified: d.modified, Deleted: true})
+	if err != nil {
+		return err
+	}
+	return b.Put(d.topic, value)
+}
+
+// DeleteRetained replaces the record of topic with a tombstone whose version
+// is the stored one plus one and whose Modified is the time DeleteRetained
+// was called; the tombstone has no Origin. Deleting a missing record or a
+// tombstone changes nothing. A value too damaged to read its version is
+// removed outright, so its topic's versions start again from 1.
 func DeleteRetained(topic string) Change {
-	return del{bucket: bucketRetained, key: []byte(topic)}
+	b, err := encode(Message{Topic: topic})
+	return deleteRetained{topic: []byte(topic), message: b, modified: time.Now().UnixNano(), err: err}
+}
+
+type putRecord struct {
+	topic []byte
+	base  uint64
+	value []byte
+}
+
+func (p putRecord) apply(tx *bolt.Tx) error {
+	b := tx.Bucket(bucketRetained)
+	h, err := storedHead(b, p.topic)
+	if err != nil {
+		return err
+	}
+	if h.Version != p.base {
+		return fmt.Errorf("%w: retained %q is at version %d, not %d", ErrConflict, p.topic, h.Version, p.base)
+	}
+	return b.Put(p.topic, p.value)
+}
+
+// PutRecord stores r as the record of r.Message.Topic if the stored version
+// (0 if there is none; a tombstone's counts) is base, and otherwise fails
+// with ErrConflict, applying nothing of its Write. r.Version and r.Modified
+// are stored as given. If r.Deleted, the record becomes a tombstone that
+// keeps only Message.Topic and Message.Origin. If r.Structured,
+// Message.Payload is stored as the CBOR item it must be.
+//
+// It fails with ErrInvalid if the topic is empty, if r.Version is not above
+// base, or if a structured payload is not exactly one well-formed CBOR item
+// in definite-length encoding within the decoder's limits.
+func PutRecord(r Retained, base uint64) Change {
+	m := r.Message
+	if m.Topic == "" {
+		return invalid("record without topic")
+	}
+	if r.Version <= base {
+		return invalid("record %q: version %d not above base %d", m.Topic, r.Version, base)
+	}
+	d := retainedDisk{Version: r.Version, Modified: r.Modified, Deleted: r.Deleted}
+	switch {
+	case r.Deleted:
+		m = Message{Topic: m.Topic, Origin: m.Origin}
+	case r.Structured:
+		if err := decMode.Wellformed(m.Payload); err != nil {
+			return invalid("record %q: structured payload: %v", m.Topic, err)
+		}
+		d.Value, m.Payload = m.Payload, nil
+	}
+	var err error
+	if d.Message, err = encode(m); err != nil {
+		return put{err: err}
+	}
+	value, err := encode(d)
+	if err == nil && d.Value != nil {
+		// The payload's nesting adds to the record's: the whole value must
+		// still pass decMode's limits, or it could never be read back.
+		err = decMode.Wellformed(value)
+	}
+	if err != nil {
+		return invalid("record %q: %v", m.Topic, err)
+	}
+	return putRecord{topic: []byte(m.Topic), base: base, value: value}
 }

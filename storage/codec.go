@@ -48,3 +48,26 @@ func decode(b []byte, v any) error {
 	}
 	return nil
 }
+
+// rawItem is one CBOR data item kept encoded, like cbor.RawMessage, except
+// that decoding refuses what encode would refuse to write back (indefinite
+// lengths, content of the wrong type for tags 0 to 3): every value that
+// reads can be written again, as PutRecord must be able to.
+type rawItem []byte
+
+func (r rawItem) MarshalCBOR() ([]byte, error) { return cbor.RawMessage(r).MarshalCBOR() }
+
+// IsZero makes omitzero drop an empty item, as omitempty does only for
+// cbor.RawMessage itself.
+func (r rawItem) IsZero() bool { return len(r) == 0 }
+
+func (r *rawItem) UnmarshalCBOR(b []byte) error {
+	// Running the encoder is the one way to apply its checks; it returns
+	// a copy of b, which is what we must keep anyway.
+	c, err := encMode.Marshal(cbor.RawMessage(b))
+	if err != nil {
+		return err
+	}
+	*r = c
+	return nil
+}

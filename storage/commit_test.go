@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -405,6 +406,9 @@ func TestClosed(t *testing.T) {
 		{"Inflight", func() error { _, err := s.Inflight(); return err }},
 		{"RetainedMessages", func() error { _, err := s.RetainedMessages(); return err }},
 		{"Retained", func() error { _, _, err := s.Retained("t"); return err }},
+		{"Record", func() error { _, _, err := s.Record("t"); return err }},
+		{"RetainedMatching", func() error { return s.RetainedMatching("", func(Retained) bool { return true }) }},
+		{"RetainedCount", func() error { _, err := s.RetainedCount(); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -544,5 +548,56 @@ func TestNoCommitDelayByDefault(t *testing.T) {
 	}
 	if got := (&Options{CommitDelay: time.Millisecond}).withDefaults().CommitDelay; got != time.Millisecond {
 		t.Errorf("CommitDelay 1ms becomes %v", got)
+	}
+}
+
+// WriteNotify reports each request's own result to its callback, applied
+// in queue order with the other writes, and never to OnError.
+func TestWriteNotify(t *testing.T) {
+	log := newCommitLog(false)
+	s := openTest(t, log.options(Options{}))
+	var mu sync.Mutex
+	results := map[string]error{}
+	note := func(name string) func(error) {
+		return func(err error) {
+			mu.Lock()
+			defer mu.Unlock()
+			results[name] = err
+		}
+	}
+	rec := func(v, base uint64) Change {
+		return PutRecord(Retained{Message: Message{Topic: "n", Payload: []byte{byte(v)}}, Version: v}, base)
+	}
+	// Each change's base is the version the one queued before it makes:
+	// they succeed only if applied in queue order.
+	if err := s.WriteNotify(note("first"), rec(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.WriteNotify(note("stale"), rec(2, 0)); err != nil { // base 0: the first made it 1
+		t.Fatal(err)
+	}
+	if err := s.WriteNotify(note("second"), rec(2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	// A Write queued after them commits after them, so their callbacks
+	// have run when it returns.
+	if err := s.Write(context.Background(), rec(3, 2)); err != nil {
+		t.Fatalf("Write after the notified writes: %v", err)
+	}
+	mu.Lock()
+	got := maps.Clone(results)
+	mu.Unlock()
+	if len(got) != 3 || got["first"] != nil || got["second"] != nil || !errors.Is(got["stale"], ErrConflict) {
+		t.Errorf("callbacks got %v, want first and second nil, stale ErrConflict", got)
+	}
+	if _, _, _, asyncErr := log.snapshot(); len(asyncErr) != 0 {
+		t.Errorf("OnError got %v; WriteNotify's errors belong to its callback", asyncErr)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	called := false
+	if err := s.WriteNotify(func(error) { called = true }, rec(4, 3)); !errors.Is(err, ErrClosed) || called {
+		t.Errorf("WriteNotify after Close = %v (callback called %v), want ErrClosed and no call", err, called)
 	}
 }

@@ -57,6 +57,10 @@ func TestCorruptValue(t *testing.T) {
 		{"Inflight", "inflight", inflightKey("bad", 1), func(s *Store) error { _, err := s.Inflight(); return err }},
 		{"RetainedMessages", "retained", []byte("bad"), func(s *Store) error { _, err := s.RetainedMessages(); return err }},
 		{"Retained", "retained", []byte("bad"), func(s *Store) error { _, _, err := s.Retained("bad"); return err }},
+		{"Record", "retained", []byte("bad"), func(s *Store) error { _, _, err := s.Record("bad"); return err }},
+		{"RetainedMatching", "retained", []byte("bad"), func(s *Store) error { return s.RetainedMatching("b", func(Retained) bool { return true }) }},
+		{"RetainedMatching all", "retained", []byte("bad"), func(s *Store) error { return s.RetainedMatching("", func(Retained) bool { return true }) }},
+		{"RetainedCount", "retained", []byte("bad"), func(s *Store) error { _, err := s.RetainedCount(); return err }},
 	}
 	for _, r := range readers {
 		for _, j := range junk {
@@ -99,6 +103,12 @@ func TestCorruptRetainedMessage(t *testing.T) {
 	}
 	if _, _, err := s.Retained("t"); !errors.Is(err, ErrCorrupt) {
 		t.Errorf("Retained = %v, want ErrCorrupt", err)
+	}
+	if _, _, err := s.Record("t"); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("Record = %v, want ErrCorrupt", err)
+	}
+	if err := s.RetainedMatching("t", func(Retained) bool { return true }); !errors.Is(err, ErrCorrupt) {
+		t.Errorf("RetainedMatching = %v, want ErrCorrupt", err)
 	}
 	// Its version is readable, so it can be replaced and keeps counting.
 	if err := s.Write(context.Background(), PutRetained(Message{Topic: "t"}, time.Unix(2, 0))); err != nil {

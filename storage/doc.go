@@ -23,9 +23,27 @@
 // I/O error, a full disk) fails every request in that batch and leaves the
 // file as it was before the batch.
 //
+// # Retained records
+//
+// The retained bucket holds one record per topic: the retained message, a
+// version and a last-modified time. The version never goes back. Deleting a
+// record leaves a tombstone ([Retained.Deleted]) that keeps its version, so
+// re-creating the record continues the count. [PutRecord] is a conditional
+// write: it applies only if the stored version is still the one the writer
+// based its change on (read with [Store.Record]), and fails with
+// [ErrConflict] otherwise; tombstones make sure a base read before a delete
+// never matches again. A record's payload may be structured
+// ([Retained.Structured]): one CBOR item embedded as it is, so the stored
+// record is a single CBOR document. [Store.Retained],
+// [Store.RetainedMessages], [Store.RetainedMatching] and
+// [Store.RetainedCount] see live records only.
+//
 // # Caveats
 //
 // bbolt maps the whole file into memory. On 32-bit ARM the address space
 // limits the file to well under 2 GB: set [Options.MaxSize], and writes that
 // would grow past it fail with [ErrFull] instead of corrupting anything.
+//
+// Tombstones are never removed: every topic that was ever retained keeps a
+// small record, as the price of versions that never repeat.
 package storage

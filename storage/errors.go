@@ -17,4 +17,8 @@ var (
 	// ErrInvalid is returned (wrapped) for a change that can never be
 	// applied, such as an empty client id or topic.
 	ErrInvalid = errors.New("storage: invalid change")
+
+	// ErrConflict is returned (wrapped) by a PutRecord whose base version is
+	// not the stored one; nothing of its Write is applied.
+	ErrConflict = errors.New("storage: version conflict")
 )

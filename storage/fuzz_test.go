@@ -67,9 +67,14 @@ func FuzzDecodeRetained(f *testing.F) {
 		if err != nil {
 			f.Fatal(err)
 		}
-		addSeeds(f, retainedDisk{Message: mb, Version: 3, Modified: 1700000000000000000})
+		addSeeds(f,
+			retainedDisk{Message: mb, Version: 3, Modified: 1700000000000000000},
+			retainedDisk{Message: mb, Version: 4, Modified: 1, Deleted: true},
+			retainedDisk{Message: mb, Version: 5, Value: []byte{0xa1, 0x61, 'k', 0x82, 0x01, 0xf6}},
+			retainedDisk{Message: mb, Version: 6, Value: []byte{0xf6}},
+		)
 	}
-	addSeeds(f, Retained{Message: fullMessage("y", 0), Version: 1, Modified: -1})
+	addSeeds(f, Retained{Message: fullMessage("y", 0), Version: 1, Modified: -1, Deleted: true, Structured: true})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		// As the readers do: the record, then the message inside it.
 		d, ok := fuzzDecode[retainedDisk](t, b)
@@ -77,6 +82,23 @@ func FuzzDecodeRetained(f *testing.F) {
 			fuzzDecode[Message](t, d.Message)
 		}
 		fuzzDecode[Retained](t, b)
+
+		r, err := decodeRecord(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("decodeRecord error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		// What reads back as structured can be written back as it is.
+		if r.Structured {
+			if err := decMode.Wellformed(r.Message.Payload); err != nil {
+				t.Fatalf("structured payload %x is not one CBOR item: %v", r.Message.Payload, err)
+			}
+		}
+		if r.Deleted != d.Deleted || r.Version != d.Version || r.Modified != d.Modified {
+			t.Fatalf("decodeRecord = %+v, disk value %+v", r, d)
+		}
 	})
 }
 
@@ -92,6 +114,8 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 		{"session", fullSession("c"), func() any { return new(Session) }},
 		{"subscription", fullSubscription("c", "f/#"), func() any { return new(Subscription) }},
 		{"retained", Retained{Message: fullMessage("r", 0), Version: 9, Modified: 5}, func() any { return new(Retained) }},
+		{"record", Retained{Message: fullMessage("r", 0), Version: 9, Modified: 5, Deleted: true, Structured: true}, func() any { return new(Retained) }},
+		{"stored record", retainedDisk{Message: []byte{0xa0}, Version: 9, Modified: 5, Deleted: true, Value: []byte{0x81, 0x01}}, func() any { return new(retainedDisk) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

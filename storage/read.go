@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -65,22 +66,67 @@ func (s *Store) Inflight() ([]Inflight, error) {
 	return out, err
 }
 
-// RetainedMessages returns every stored retained message.
+// RetainedMessages returns every live record (no tombstones), in topic
+// byte order.
 func (s *Store) RetainedMessages() ([]Retained, error) {
 	var out []Retained
-	err := each(s, bucketRetained, func(_ []byte, v *retainedDisk) error {
-		r := Retained{Version: v.Version, Modified: v.Modified}
-		if err := decode(v.Message, &r.Message); err != nil {
-			return err
-		}
+	err := s.RetainedMatching("", func(r Retained) bool {
 		out = append(out, r)
-		return nil
+		return true
 	})
 	return out, err
 }
 
-// Retained returns the retained message of topic, and false if there is none.
+// RetainedMatching calls fn for every live record (no tombstones) whose topic
+// starts with prefix, in topic byte order, until fn returns false. All calls
+// happen in one read transaction, so fn must not call the Store: a Write
+// could wait on that transaction forever. A value that cannot be decoded
+// fails the read with ErrCorrupt (wrapped).
+func (s *Store) RetainedMatching(prefix string, fn func(Retained) bool) error {
+	p := []byte(prefix)
+	return s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRetained).Cursor()
+		for k, v := c.Seek(p); k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			r, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("read %s %q: %w", bucketRetained, k, err)
+			}
+			if !r.Deleted && !fn(r) {
+				return nil
+			}
+		}
+		return nil
+	})
+}
+
+// RetainedCount returns the number of live records (tombstones not counted).
+// It reads only each record's version and tombstone flag: a value that
+// cannot be decoded that far fails with ErrCorrupt (wrapped).
+func (s *Store) RetainedCount() (int, error) {
+	n := 0
+	err := each(s, bucketRetained, func(_ []byte, h *recordHead) error {
+		if !h.Deleted {
+			n++
+		}
+		return nil
+	})
+	return n, err
+}
+
+// Retained returns the live record of topic, and false if there is none or
+// it is a tombstone.
 func (s *Store) Retained(topic string) (Retained, bool, error) {
+	r, found, err := s.Record(topic)
+	if err != nil || !found || r.Deleted {
+		return Retained{}, false, err
+	}
+	return r, true, nil
+}
+
+// Record returns the record of topic, tombstone or not, and false if there
+// is none: its Version is the base for the next PutRecord. A value that
+// cannot be decoded fails with ErrCorrupt (wrapped).
+func (s *Store) Record(topic string) (Retained, bool, error) {
 	var r Retained
 	var found bool
 	err := s.view(func(tx *bolt.Tx) error {
@@ -88,15 +134,30 @@ func (s *Store) Retained(topic string) (Retained, bool, error) {
 		if b == nil {
 			return nil
 		}
-		var d retainedDisk
-		if err := decode(b, &d); err != nil {
-			return err
+		var err error
+		if r, err = decodeRecord(b); err != nil {
+			return fmt.Errorf("read %s %q: %w", bucketRetained, topic, err)
 		}
-		r.Version, r.Modified = d.Version, d.Modified
 		found = true
-		return decode(d.Message, &r.Message)
+		return nil
 	})
 	return r, found, err
+}
+
+// decodeRecord decodes a stored record, copying everything out of b.
+func decodeRecord(b []byte) (Retained, error) {
+	var d retainedDisk
+	if err := decode(b, &d); err != nil {
+		return Retained{}, err
+	}
+	r := Retained{Version: d.Version, Modified: d.Modified, Deleted: d.Deleted}
+	if err := decode(d.Message, &r.Message); err != nil {
+		return Retained{}, err
+	}
+	if len(d.Value) > 0 {
+		r.Message.Payload, r.Structured = d.Value, true
+	}
+	return r, nil
 }
 
 // clientOfKey returns the client id of a subscriptions or inflight key.

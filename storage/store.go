@@ -75,7 +75,8 @@ type Change interface {
 // not at all.
 type request struct {
 	changes []Change
-	done    chan error // nil for WriteAsync
+	done    chan error  // Write's; nil otherwise
+	notify  func(error) // WriteNotify's; nil otherwise
 }
 
 // Store is Hearth's durable store: one bbolt file written through a group
@@ -185,6 +186,21 @@ func (s *Store) WriteAsync(changes ...Change) error {
 		return nil
 	}
 	return s.submit(context.Background(), &request{changes: changes})
+}
+
+// WriteNotify queues changes like WriteAsync, and calls done with the
+// result of their transaction: nil once it is synced. done runs on the
+// committer goroutine, so it must be quick and must not call the Store;
+// Options.OnError is not called for these changes. Requests are applied in
+// the order they were queued, whichever of Write, WriteAsync and WriteNotify
+// queued them. It returns ErrClosed, without calling done, once Close has
+// begun.
+func (s *Store) WriteNotify(done func(error), changes ...Change) error {
+	if len(changes) == 0 {
+		done(nil)
+		return nil
+	}
+	return s.submit(context.Background(), &request{changes: changes, notify: done})
 }
 
 func (s *Store) submit(ctx context.Context, r *request) error {
@@ -334,6 +350,10 @@ func (s *Store) commit(batch []*request) {
 func (s *Store) finish(r *request, err error) {
 	if r.done != nil {
 		r.done <- err
+		return
+	}
+	if r.notify != nil {
+		r.notify(err)
 		return
 	}
 	if err != nil && s.opts.OnError != nil {

@@ -39,14 +39,29 @@ type Message struct {
 	Seq uint64 `cbor:"sq,omitempty"`
 }
 
-// Retained is a retained message with its record metadata.
+// Retained is a retained message with its record metadata: the broker keeps
+// durable, versioned documents ("records") on retained topics.
 type Retained struct {
+	// Message is the retained message. Its Origin is the client id of the
+	// writer of this version.
 	Message Message `cbor:"m"`
-	// Version counts the changes to this topic's retained value; the first
-	// value has version 1, and every later set increments it.
+	// Version counts the changes to this topic's record and never goes back:
+	// PutRetained and DeleteRetained add one, PutRecord sets a higher one.
+	// The first value written by PutRetained has version 1.
 	Version uint64 `cbor:"v"`
 	// Modified is when the value was last set, in unix nanoseconds.
 	Modified int64 `cbor:"mt"`
+	// Deleted marks a tombstone: the record was deleted by the change with
+	// this Version. A tombstone keeps Message.Topic, Message.Origin and
+	// Modified; its payload is empty. It stays so that re-creating the
+	// record continues the count, and a PutRecord based on a version read
+	// before the delete cannot succeed again (no ABA).
+	Deleted bool `cbor:"d,omitempty"`
+	// Structured reports that Message.Payload is one CBOR data item, the
+	// record's document, stored embedded in the record rather than as a
+	// byte string. The store keeps its bytes as given: choosing a
+	// deterministic encoding is the writer's job.
+	Structured bool `cbor:"st,omitempty"`
 }
 
 // Will is a stored last-will message of a persistent session.
