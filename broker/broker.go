@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hearth-iot/hearth/broker/codec"
+	"github.com/hearth-iot/hearth/broker/record"
 	"github.com/hearth-iot/hearth/storage"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
@@ -28,6 +30,12 @@ type Broker struct {
 	limits  Limits
 	store   *storage.Store
 	metrics *Metrics
+	records *record.Records
+
+	// codecs are the listeners' default codecs (Listener.Codec).
+	codecs struct{ mqtt, ws codec.Codec }
+	// eventLimits bound the decoding of an event's payload for transcoding.
+	eventLimits codec.Limits
 
 	srv    *mqtt.Server
 	hook   *hook
@@ -40,6 +48,9 @@ type Broker struct {
 
 	started  atomic.Bool
 	stopping atomic.Bool
+
+	stopExpiry  context.CancelFunc // ends records.Run
+	expiryEnded chan struct{}
 }
 
 // New validates cfg, binds both listeners and builds the broker; nothing is
@@ -69,6 +80,20 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		store:   store,
 		metrics: metrics,
 	}
+	b.codecs.mqtt, b.codecs.ws = cfg.MQTT.codec(), cfg.HTTP.codec()
+	b.eventLimits = codec.Limits{MaxSize: int(b.limits.MaxPacketSize), MaxDepth: cfg.Records.MaxDepth}
+	records, err := record.New(store, recordPublisher{b}, record.Options{
+		Limits:     record.Limits{MaxSize: cfg.Records.MaxSize, MaxNameLen: cfg.Records.MaxNameLen, MaxDepth: cfg.Records.MaxDepth},
+		CacheBytes: cfg.Records.CacheBytes,
+		OnError: func(name string, err error) {
+			metrics.storeError(err)
+			log.Error("record change not stored", "record", name, "error", err)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("broker: records: %w", err)
+	}
+	b.records = records
 	mqttTLS, err := loadTLS(cfg.MQTT.TLS)
 	if err != nil {
 		return nil, fmt.Errorf("broker: mqtt.tls: %w", err)
@@ -107,6 +132,8 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		Logger:       log.With("component", "mqtt"),
 		// $SYS topics are refreshed every 10s rather than every second.
 		SysTopicResendInterval: 10,
+		// Records are the retained messages; they stay in the store.
+		RetainedMessages: b.retainedFor,
 	})
 	b.hook = &hook{b: b}
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
@@ -114,7 +141,7 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		_ = hln.Close()
 		return nil, fmt.Errorf("broker: add hook: %w", err)
 	}
-	metrics.attach(b.srv)
+	metrics.attach(b.srv, b.records)
 	return b, nil
 }
 
@@ -153,6 +180,14 @@ func (b *Broker) Start() error {
 		b.closeListeners()
 		return fmt.Errorf("broker: serve: %w", err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.stopExpiry, b.expiryEnded = cancel, make(chan struct{})
+	go func() {
+		defer close(b.expiryEnded)
+		if err := b.records.Run(ctx); err != nil {
+			b.log.Error("record expiry stopped", "error", err)
+		}
+	}()
 	b.started.Store(true)
 	b.log.Warn("authentication is off: every client may connect, publish and subscribe; do not expose this broker beyond a trusted network")
 	b.log.Info("hearth broker serving", "mqtt", b.MQTTAddr(), "http", b.HTTPAddr(),
@@ -193,6 +228,12 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.closeListeners()
 		return nil
 	}
+	defer func() {
+		// The store stays open until Shutdown returns: an expiry being
+		// written finishes.
+		b.stopExpiry()
+		<-b.expiryEnded
+	}()
 	b.log.Info("shutting down: disconnecting clients")
 	b.stopTimers()
 	b.conns.closePending()

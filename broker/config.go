@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"time"
+
+	"github.com/hearth-iot/hearth/broker/codec"
 )
 
 // Config configures a Broker. The zero value of every field means its
@@ -18,6 +20,8 @@ type Config struct {
 	HTTP Listener
 	// Limits bound what clients may use.
 	Limits Limits
+	// Records bounds records and their cache.
+	Records Records
 	// Logger receives the broker's structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -28,6 +32,33 @@ type Listener struct {
 	Addr string
 	// TLS, when both files are set, serves TLS with that certificate.
 	TLS TLS
+	// Codec is the codec of the listener's clients that declare none (an
+	// MQTT 5 CONNECT user property "codec" declares one). Zero means JSON.
+	Codec codec.Codec
+}
+
+func (l Listener) codec() codec.Codec {
+	if !l.Codec.Valid() {
+		return codec.JSON
+	}
+	return l.Codec
+}
+
+// Records bounds records (retained messages) and the memory they use.
+type Records struct {
+	// MaxSize is the largest record value in bytes: a document's CBOR
+	// encoding, or an opaque payload. Larger writes fail with TOO_LARGE.
+	// Zero means 1 MiB.
+	MaxSize int
+	// MaxNameLen is the longest record name (topic) in bytes; longer ones
+	// fail with INVALID_NAME. Zero means 256.
+	MaxNameLen int
+	// MaxDepth is the deepest nesting of arrays and maps in a document (and
+	// in an event payload transcoded for a subscriber). Zero means 32.
+	MaxDepth int
+	// CacheBytes bounds the memory of the cache of recently used records.
+	// Zero means 16 MiB; negative turns the cache off.
+	CacheBytes int
 }
 
 // TLS names a PEM certificate chain and its private key.
@@ -150,6 +181,24 @@ func (c Config) Validate() error {
 	}
 	if l.MaxSessionExpiry < 0 || l.MaxSessionExpiry > math.MaxUint32*time.Second {
 		bad("limits.max_session_expiry", "%s is out of range", l.MaxSessionExpiry)
+	}
+	r := c.Records
+	if r.MaxSize < 0 || r.MaxSize > 256<<20 {
+		bad("records.max_size", "%d is outside 0 .. 256 MiB", r.MaxSize)
+	}
+	if r.MaxNameLen < 0 || r.MaxNameLen > 65535 {
+		bad("records.max_name_length", "%d is outside 0 .. 65535", r.MaxNameLen)
+	}
+	if r.MaxDepth < 0 || r.MaxDepth > codec.MaxDepthCeiling {
+		bad("records.max_depth", "%d is outside 0 .. %d", r.MaxDepth, codec.MaxDepthCeiling)
+	}
+	for _, k := range []struct {
+		key string
+		c   codec.Codec
+	}{{"mqtt.codec", c.MQTT.Codec}, {"http.codec", c.HTTP.Codec}} {
+		if k.c != 0 && !k.c.Valid() {
+			bad(k.key, "%s is not json or cbor", k.c)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/storage"
 )
 
@@ -33,6 +34,11 @@ type brokerOpts struct {
 	Store storage.Options
 	// MQTTTLS and HTTPTLS, when set, make the listeners serve TLS.
 	MQTTTLS, HTTPTLS broker.TLS
+	// Records bounds records (broker.Config.Records).
+	Records broker.Records
+	// MQTTCodec and HTTPCodec are the listeners' default codecs, for
+	// clients that declare none; zero means JSON.
+	MQTTCodec, HTTPCodec codec.Codec
 }
 
 // testBroker is an in-process Hearth broker on random loopback ports, with
@@ -128,10 +134,11 @@ func (tb *testBroker) open(t testing.TB) {
 		t.Fatalf("storage.Open: %v", err)
 	}
 	b, err := broker.New(broker.Config{
-		MQTT:   broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.MQTTTLS},
-		HTTP:   broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.HTTPTLS},
-		Limits: tb.opts.Limits,
-		Logger: tb.log,
+		MQTT:    broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.MQTTTLS, Codec: tb.opts.MQTTCodec},
+		HTTP:    broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.HTTPTLS, Codec: tb.opts.HTTPCodec},
+		Limits:  tb.opts.Limits,
+		Records: tb.opts.Records,
+		Logger:  tb.log,
 	}, st, m)
 	if err != nil {
 		_ = st.Close()

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hearth-iot/hearth/broker/codec"
+	"github.com/hearth-iot/hearth/broker/record"
 	"github.com/hearth-iot/hearth/storage"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/packets"
@@ -31,11 +32,6 @@ type hook struct {
 	// persisted holds the ids of sessions that are in the store, so that
 	// clean sessions never cost a write.
 	persisted sync.Map // client id -> struct{}
-
-	// retainStored holds, per client, the topic of the retained publish
-	// OnPublish has just stored, so OnRetainMessage does not store it again.
-	// OnPublish and OnRetainMessage run in the publisher's goroutine.
-	retainStored sync.Map // *mqtt.Client -> string
 
 	// refused holds, per client, the code of a publish refusal that closed
 	// an MQTT 3.1.1 connection, so the disconnect is reported as such.
@@ -71,14 +67,12 @@ var provides = func() (set [256]bool) {
 		mqtt.OnPacketSent,
 		mqtt.OnPacketEncode,
 		mqtt.OnPublish,
-		mqtt.OnRetainMessage,
 		mqtt.OnSubscribed,
 		mqtt.OnUnsubscribed,
 		mqtt.OnQosPublish,
 		mqtt.OnQosComplete,
 		mqtt.OnQosDropped,
 		mqtt.OnPublishDropped,
-		mqtt.OnRetainedExpired,
 		mqtt.OnClientExpired,
 		mqtt.OnWillSent,
 	} {
@@ -165,11 +159,28 @@ func ownsReplyTopic(id, rest string) bool {
 	return ok && (after == "" || after[0] == '/')
 }
 
-// OnConnect applies the keepalive bounds to MQTT 5 clients, which learn the
-// result from the Server Keep Alive property of CONNACK.
+// OnConnect refuses an MQTT 5 client declaring an unknown codec, and
+// applies the keepalive bounds to MQTT 5 clients, which learn the result
+// from the Server Keep Alive property of CONNACK.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
 	if cl.Properties.ProtocolVersion < 5 {
 		return nil
+	}
+	for _, u := range pk.Properties.User {
+		if u.Key != codecProperty {
+			continue
+		}
+		if _, err := codec.ParseCodec(u.Val); err != nil {
+			code := packets.Code{Code: packets.ErrImplementationSpecificError.Code,
+				Reason: fmt.Sprintf("unknown codec %q: use json or cbor", u.Val)}
+			// Counted as connect_refused with every failure CONNACK.
+			h.b.log.Warn("connection refused: unknown codec",
+				"client", cl.ID, "remote", cl.Net.Remote, "codec", u.Val)
+			if err := h.b.srv.SendConnack(cl, code, false, nil); err != nil {
+				h.b.log.Debug("refusal not delivered", "client", cl.ID, "error", err)
+			}
+			return code
+		}
 	}
 	lo := uint16(h.b.limits.KeepaliveMin / time.Second)
 	hi := uint16(h.b.limits.KeepaliveMax / time.Second)
@@ -234,7 +245,6 @@ func disconnectReason(err error) string {
 }
 
 func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
-	h.retainStored.Delete(cl)
 	// The read error of a connection the broker closed says only that it
 	// was closed; the stop cause says why.
 	if cause := cl.StopCause(); errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(cause, packets.ErrSessionTakenOver) {
@@ -310,7 +320,7 @@ func isSysTopic(topic string) bool {
 // negative acknowledgement, is disconnected if it expects one. It reports
 // whether it closed the connection.
 func (h *hook) refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code) (closed bool) {
-	if pk.FixedHeader.Qos == 0 {
+	if pk.FixedHeader.Qos == 0 || cl.Closed() { // a will's client is gone
 		return false
 	}
 	if cl.Properties.ProtocolVersion < 5 {
@@ -338,8 +348,15 @@ func (h *hook) refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Co
 // OnPacketEncode tells MQTT 5 clients the broker's maximum packet size in
 // CONNACK (MQTT 5.0 section 3.2.2.3.6), which mochi leaves out.
 func (h *hook) OnPacketEncode(cl *mqtt.Client, pk packets.Packet) packets.Packet {
-	if pk.FixedHeader.Type == packets.Connack && cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
-		pk.Properties.MaximumPacketSize = h.b.limits.MaxPacketSize
+	switch pk.FixedHeader.Type {
+	case packets.Publish:
+		if pk.Attachment != nil {
+			h.b.deliver(cl, &pk)
+		}
+	case packets.Connack:
+		if cl.Properties.ProtocolVersion == 5 && pk.ReasonCode < packets.ErrUnspecifiedError.Code {
+			pk.Properties.MaximumPacketSize = h.b.limits.MaxPacketSize
+		}
 	}
 	return pk
 }
@@ -348,56 +365,57 @@ func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 	h.b.metrics.packetOut(pk)
 }
 
-// OnPublish stores a retained publish before mochi retains it in memory and
-// acknowledges it. A QoS 1/2 retained publish waits for its commit; if the
-// store fails the publisher is refused and nothing changes.
+// OnPublish routes a publish by its topic and kind. $rec/<op>/<name> is a
+// record operation. A retained publish sets or deletes a record: it is
+// acknowledged after the change is durable, and the record layer, not
+// mochi, publishes it (in version order). Anything else is an event, whose
+// payload is classified so that each subscriber gets it in its codec.
+// Will messages come here too (mochi patch), as their client's publish.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if !pk.FixedHeader.Retain {
-		return pk, nil
+	if rest, ok := strings.CutPrefix(pk.TopicName, recPrefix); ok {
+		return h.serveRecord(cl, pk, rest)
 	}
-	change := retainChange(pk)
-	if pk.FixedHeader.Qos == 0 {
-		h.writeAsync("retained", change)
-		h.retainStored.Store(cl, pk.TopicName)
-		return pk, nil
+	clientCodec := h.b.clientCodec(cl)
+	c, err := codec.Classify(pk.Payload, pk.Properties.ContentType, clientCodec)
+	if err != nil {
+		rq := &request{cl: cl, pk: pk, op: "publish", name: pk.TopicName, codec: clientCodec}
+		return h.fail(rq, &record.Error{Code: record.CodeInvalidPayload, Message: err.Error(), Err: err}, true)
 	}
-	// No timeout: a change given up on could still commit later, and the
-	// publisher would have been told it failed. The PUBACK waits for the
-	// disk, however slow.
-	err := h.b.store.Write(context.Background(), change)
-	if err == nil {
-		h.retainStored.Store(cl, pk.TopicName)
-		return pk, nil
+	if pk.FixedHeader.Retain {
+		return h.setRecord(cl, pk, c, clientCodec)
 	}
-	h.b.metrics.storeError(err)
-	code := packets.ErrUnspecifiedError
-	if errors.Is(err, storage.ErrFull) {
-		code = packets.ErrQuotaExceeded
+	if c != 0 {
+		pk.Attachment = codec.NewPayload(pk.Payload, c, h.b.eventLimits)
 	}
-	h.b.log.Error("retained publish not stored: refused",
-		"client", cl.ID, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos,
-		"reason_code", fmt.Sprintf("0x%02x", code.Code), "error", err)
-	h.refusePublish(cl, pk, code)
-	return pk, packets.ErrRejectPacket
+	return pk, nil
 }
 
-func retainChange(pk packets.Packet) storage.Change {
-	if len(pk.Payload) == 0 {
-		return storage.DeleteRetained(pk.TopicName)
-	}
+// setRecord applies a retained publish to its record: a non-empty payload
+// sets it, an empty one deletes it. An MQTT 5 user property "version" makes
+// the write conditional.
+func (h *hook) setRecord(cl *mqtt.Client, pk packets.Packet, c, clientCodec codec.Codec) (packets.Packet, error) {
 	m := messageOf(pk)
-	m.Retain = true
-	m.PacketID = 0
-	return storage.PutRetained(m, time.Now())
-}
-
-// OnRetainMessage stores retained messages that did not pass through
-// OnPublish: will messages published on a client's behalf.
-func (h *hook) OnRetainMessage(cl *mqtt.Client, pk packets.Packet, _ int64) {
-	if topic, ok := h.retainStored.LoadAndDelete(cl); ok && topic == pk.TopicName {
-		return
+	m.Payload = nil
+	// QoS 0 promises no delivery: it need not wait for the disk.
+	op := record.Op{Kind: record.Put, Name: pk.TopicName, Writer: cl.ID, Message: m, Async: pk.FixedHeader.Qos == 0}
+	if len(pk.Payload) == 0 {
+		op.Kind, op.IgnoreMissing = record.Delete, true
+	} else {
+		op.Payload = codec.NewPayload(pk.Payload, c, h.b.records.Limits().Codec())
 	}
-	h.writeAsync("retained will", retainChange(pk))
+	rq := &request{cl: cl, pk: pk, op: "publish", name: pk.TopicName, codec: clientCodec}
+	v, ok, err := versionOf(pk)
+	if err == nil && ok {
+		op.Conditional, op.IfVersion = true, v
+	}
+	if err == nil {
+		_, err = h.b.records.Apply(op)
+	}
+	h.b.metrics.recordOp(op.Kind.String(), record.CodeOf(err), err == nil)
+	if err != nil {
+		return h.fail(rq, err, true)
+	}
+	return pk, packets.CodeSuccessIgnore
 }
 
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
@@ -477,10 +495,6 @@ func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
 	h.b.log.Warn("messages dropped: client outbound queue full",
 		"client", cl.ID, "topic", pk.TopicName, "dropped_since_last_log", n,
 		"max_pending_writes", h.b.limits.MaxPendingWrites)
-}
-
-func (h *hook) OnRetainedExpired(topic string) {
-	h.writeAsync("retained expiry", storage.DeleteRetained(topic))
 }
 
 // OnClientExpired ends an expired session. mochi only forgets the client:

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hearth-iot/hearth/broker/record"
 	"github.com/hearth-iot/hearth/storage"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -27,6 +28,7 @@ const (
 	errStore     = "store"            // a failed store write
 	errStoreFull = "store_full"       // a store write refused: file or disk full
 	errWebSocket = "websocket"        // a failed WebSocket upgrade
+	errTranscode = "transcode"        // a structured-looking payload delivered untranscoded
 )
 
 // packetNames are the label values of packet types, indexed by type.
@@ -53,7 +55,10 @@ type Metrics struct {
 	batch       prometheus.Histogram
 
 	errConnect, errRefused, errTooLarge, errProtocol, errDenied,
-	errDropped, errStore, errStoreFull, errWebSocket prometheus.Counter
+	errDropped, errStore, errStoreFull, errWebSocket, errTranscode prometheus.Counter
+
+	recordOps *prometheus.CounterVec
+	records   atomic.Pointer[record.Records]
 }
 
 // NewMetrics creates the collectors; log receives store errors.
@@ -85,6 +90,7 @@ func NewMetrics(log *slog.Logger) *Metrics {
 		{&m.errConnect, errConnect}, {&m.errRefused, errRefused}, {&m.errTooLarge, errTooLarge},
 		{&m.errProtocol, errProtocol}, {&m.errDenied, errDenied}, {&m.errDropped, errDropped},
 		{&m.errStore, errStore}, {&m.errStoreFull, errStoreFull}, {&m.errWebSocket, errWebSocket},
+		{&m.errTranscode, errTranscode},
 	} {
 		*p.c = m.errors.WithLabelValues(p.kind)
 	}
@@ -98,14 +104,20 @@ func NewMetrics(log *slog.Logger) *Metrics {
 		Help:    "Changes per store group commit (the batch size).",
 		Buckets: prometheus.ExponentialBuckets(1, 2, 11), // 1 .. 1024
 	})
-	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch)
+	m.recordOps = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_record_operations_total",
+		Help: "Record operations (retained publishes and $rec requests), by operation and result (ok or the error code).",
+	}, []string{"op", "result"})
+	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps)
 	return m
 }
 
-// attach points the gauges at s, the mochi server of the newest Broker
-// built with these Metrics; they are registered on the first call.
-func (m *Metrics) attach(s *mqtt.Server) {
+// attach points the gauges at s and r, the mochi server and records of the
+// newest Broker built with these Metrics; they are registered on the first
+// call.
+func (m *Metrics) attach(s *mqtt.Server, r *record.Records) {
 	m.srv.Store(s)
+	m.records.Store(r)
 	m.once.Do(m.registerGauges)
 }
 
@@ -131,10 +143,14 @@ func (m *Metrics) registerGauges() {
 			func(s *mqtt.Server) int64 { return int64(s.Clients.Len()) }),
 		gauge("hearth_subscriptions", "Subscriptions now.",
 			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.Subscriptions) }),
-		gauge("hearth_retained_messages", "Retained messages now, not counting the broker's own $SYS topics.",
-			func(s *mqtt.Server) int64 {
-				return int64(s.Topics.Retained.Len() - len(s.Topics.Messages(mqtt.SysPrefix+"/#")))
-			}),
+		m.recordGauge("hearth_retained_messages", "Records (retained messages) stored now, not counting the broker's own $SYS topics.",
+			func(r *record.Records) int64 { return r.Count() }),
+		m.recordGauge("hearth_record_cache_records", "Records in the record cache now.",
+			func(r *record.Records) int64 { n, _ := r.CacheStats(); return int64(n) }),
+		m.recordGauge("hearth_record_cache_bytes", "Estimated memory of the record cache now.",
+			func(r *record.Records) int64 { _, n := r.CacheStats(); return int64(n) }),
+		m.recordCounter("hearth_record_changes_combined_total", "Record changes written together with other changes of the same record (one sync for several).",
+			func(r *record.Records) int64 { return r.Combined() }),
 		gauge("hearth_inflight_messages", "QoS 1/2 messages inflight or queued now.",
 			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.Inflight) }),
 		counter("hearth_bytes_received_total", "Bytes received from MQTT clients.",
@@ -146,6 +162,31 @@ func (m *Metrics) registerGauges() {
 		counter("hearth_messages_sent_total", "PUBLISH packets sent.",
 			func(s *mqtt.Server) int64 { return atomic.LoadInt64(&s.Info.MessagesSent) }),
 	)
+}
+
+func (m *Metrics) recordGauge(name, help string, v func(*record.Records) int64) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, m.readRecords(v))
+}
+
+func (m *Metrics) recordCounter(name, help string, v func(*record.Records) int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, m.readRecords(v))
+}
+
+func (m *Metrics) readRecords(v func(*record.Records) int64) func() float64 {
+	return func() float64 {
+		if r := m.records.Load(); r != nil {
+			return float64(v(r))
+		}
+		return 0
+	}
+}
+
+// recordOp counts a record operation by its result.
+func (m *Metrics) recordOp(op, code string, ok bool) {
+	if ok {
+		code = "ok"
+	}
+	m.recordOps.WithLabelValues(op, code).Inc()
 }
 
 // ObserveCommit is the storage.Options.OnCommit callback.

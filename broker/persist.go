@@ -134,8 +134,8 @@ func packetOf(m storage.Message) packets.Packet {
 	}
 }
 
-// restore loads the stored sessions, subscriptions, inflight and retained
-// messages into srv. It runs before any listener serves. Sessions that
+// restore loads the stored sessions, subscriptions and inflight messages
+// into srv; records stay in the store (Broker.retainedFor). It runs before any listener serves. Sessions that
 // expired while the broker was down, and anything they owned, are removed
 // from the store.
 func (b *Broker) restore(now time.Time) error {
@@ -242,20 +242,6 @@ func (b *Broker) restore(now time.Time) error {
 		}
 	}
 
-	retained, err := b.store.RetainedMessages()
-	if err != nil {
-		return fmt.Errorf("restore retained messages: %w", err)
-	}
-	for _, r := range retained {
-		pk := packetOf(r.Message)
-		if pk.ProtocolVersion == 5 && pk.Expiry > 0 && pk.Expiry < now.Unix() {
-			stale = append(stale, storage.DeleteRetained(pk.TopicName))
-			continue
-		}
-		srv.Topics.RetainMessage(pk)
-	}
-	atomic.StoreInt64(&srv.Info.Retained, int64(srv.Topics.Retained.Len()))
-
 	if len(stale) > 0 {
 		if err := b.store.WriteAsync(stale...); err != nil {
 			return fmt.Errorf("restore: remove expired state: %w", err)
@@ -263,7 +249,7 @@ func (b *Broker) restore(now time.Time) error {
 	}
 	b.log.Info("restored state",
 		"sessions", srv.Clients.Len(), "subscriptions", len(subs), "inflight", len(inflight),
-		"retained", srv.Topics.Retained.Len(), "stale_entries_removed", len(stale))
+		"records", b.records.Count(), "stale_entries_removed", len(stale))
 	return nil
 }
 

@@ -59,7 +59,7 @@ func TestStoreFull(t *testing.T) {
 	if len(accepted) == 0 {
 		t.Fatal("the first retained message was refused: storeCap is too small")
 	}
-	tb.waitLog(t, "retained publish not stored: refused", "topic="+refused, "reason_code=0x97")
+	tb.waitLog(t, "record operation refused", "record="+refused, "code=STORAGE_ERROR", "reason_code=0x97")
 
 	// The refusing client stays connected, and non-retained traffic flows.
 	c.subscribe(t, "full-live", 1)
@@ -72,7 +72,7 @@ func TestStoreFull(t *testing.T) {
 	v3 := connectV3(t, tcpURL(tb.MQTTAddr), nil)
 	v3.Publish("full/v3", 1, true, retainedPayload(99))
 	v3.waitLost(t)
-	tb.waitLog(t, "retained publish not stored: refused", "topic=full/v3")
+	tb.waitLog(t, "record operation refused", "record=full/v3", "code=STORAGE_ERROR")
 
 	// Overwriting an accepted topic when full either succeeds or leaves the
 	// old value: never a mix. (A success frees room: this goes last.)

@@ -129,6 +129,11 @@ type Options struct {
 	// Enable Inline client to allow direct subscribing and publishing from the parent codebase,
 	// with negligible performance difference (disabled by default to prevent confusion in statistics).
 	InlineClient bool `yaml:"inline_client" json:"inline_client"`
+
+	// RetainedMessages, if set, returns retained messages matching a filter
+	// that are kept outside the topics index, sent to a new subscription
+	// after those of the index. Hearth patch.
+	RetainedMessages func(filter string) []packets.Packet `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -981,6 +986,13 @@ func (s *Server) retainMessage(cl *Client, pk packets.Packet) {
 	atomic.StoreInt64(&s.Info.Retained, int64(s.Topics.Retained.Len()))
 }
 
+// PublishToSubscribers publishes pk to the subscribers of its topic without
+// the publish hooks or retaining it: for a hook that has processed a publish
+// itself. Hearth patch.
+func (s *Server) PublishToSubscribers(pk packets.Packet) {
+	s.publishToSubscribers(pk)
+}
+
 // publishToSubscribers publishes a publish packet to all subscribers with matching topic filters.
 func (s *Server) publishToSubscribers(pk packets.Packet) {
 	if pk.Ignore {
@@ -1127,7 +1139,11 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	}
 
 	sub.FwdRetainedFlag = true
-	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+	retained := s.Topics.Messages(sub.Filter)
+	if s.Options.RetainedMessages != nil { // Hearth patch
+		retained = append(retained, s.Options.RetainedMessages(sub.Filter)...)
+	}
+	for _, pkv := range retained { // [MQTT-3.8.4-4]
 		_, err := s.publishToClient(cl, sub, pkv)
 		if err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
@@ -1549,13 +1565,27 @@ func (s *Server) sendLWT(cl *Client) {
 		return
 	}
 
+	s.publishWill(cl, pk)
+	atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // [MQTT-3.1.2-10]
+	s.hooks.OnWillSent(cl, pk)
+}
+
+// publishWill publishes a will message as if cl had published it: through
+// the OnPublish hooks, which may process it themselves (CodeSuccessIgnore)
+// or refuse it (ErrRejectPacket). Hearth patch: upstream retained and
+// published wills without OnPublish.
+func (s *Server) publishWill(cl *Client, pk packets.Packet) {
+	pkx, err := s.hooks.OnPublish(cl, pk)
+	switch {
+	case err == nil:
+		pk = pkx
+	case errors.Is(err, packets.ErrRejectPacket), errors.Is(err, packets.CodeSuccessIgnore):
+		return
+	}
 	if pk.FixedHeader.Retain {
 		s.retainMessage(cl, pk)
 	}
-
-	s.publishToSubscribers(pk)                      // [MQTT-3.1.2-8]
-	atomic.StoreUint32(&cl.Properties.Will.Flag, 0) // [MQTT-3.1.2-10]
-	s.hooks.OnWillSent(cl, pk)
+	s.publishToSubscribers(pk) // [MQTT-3.1.2-8]
 }
 
 // readStore reads in any data from the persistent datastore (if applicable).
@@ -1752,11 +1782,12 @@ func (s *Server) clearExpiredInflights(now int64) {
 func (s *Server) sendDelayedLWT(dt int64) {
 	for id, pk := range s.loop.willDelayed.GetAll() {
 		if dt > pk.Expiry {
-			s.publishToSubscribers(pk) // [MQTT-3.1.2-8]
-			if cl, ok := s.Clients.Get(id); ok {
-				if pk.FixedHeader.Retain {
-					s.retainMessage(cl, pk)
-				}
+			cl, ok := s.Clients.Get(id)
+			if !ok { // Hearth patch: the client is needed to publish its will
+				cl = s.NewClient(nil, "", id, false)
+			}
+			s.publishWill(cl, pk) // [MQTT-3.1.2-8]
+			if ok {
 				cl.Properties.Will = Will{} // [MQTT-3.1.2-10]
 				s.hooks.OnWillSent(cl, pk)
 			}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/storage"
 	"gopkg.in/yaml.v3"
 )
@@ -24,12 +25,13 @@ import (
 // fileConfig is the YAML configuration file. Every field is optional; the
 // zero value means the component's default. docs/CONFIG.md documents it.
 type fileConfig struct {
-	Data   string       `yaml:"data"`
-	Log    logConfig    `yaml:"log"`
-	MQTT   listenerFile `yaml:"mqtt"`
-	HTTP   listenerFile `yaml:"http"`
-	Limits limitsFile   `yaml:"limits"`
-	Store  storeFile    `yaml:"store"`
+	Data    string       `yaml:"data"`
+	Log     logConfig    `yaml:"log"`
+	MQTT    listenerFile `yaml:"mqtt"`
+	HTTP    listenerFile `yaml:"http"`
+	Limits  limitsFile   `yaml:"limits"`
+	Records recordsFile  `yaml:"records"`
+	Store   storeFile    `yaml:"store"`
 	// ShutdownTimeout bounds a graceful shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -40,8 +42,9 @@ type logConfig struct {
 }
 
 type listenerFile struct {
-	Addr string  `yaml:"addr"`
-	TLS  tlsFile `yaml:"tls"`
+	Addr  string  `yaml:"addr"`
+	TLS   tlsFile `yaml:"tls"`
+	Codec string  `yaml:"codec"` // json (default) or cbor
 }
 
 type tlsFile struct {
@@ -58,6 +61,13 @@ type limitsFile struct {
 	KeepaliveMin     time.Duration `yaml:"keepalive_min"`
 	KeepaliveMax     time.Duration `yaml:"keepalive_max"`
 	MaxSessionExpiry time.Duration `yaml:"max_session_expiry"`
+}
+
+type recordsFile struct {
+	MaxSize       int `yaml:"max_size"`
+	MaxNameLength int `yaml:"max_name_length"`
+	MaxDepth      int `yaml:"max_depth"`
+	CacheBytes    int `yaml:"cache_bytes"`
 }
 
 type storeFile struct {
@@ -210,6 +220,17 @@ func loadConfig(args []string) (*config, error) {
 			}
 		}
 	}
+	codecs := map[string]codec.Codec{}
+	for _, l := range []struct{ key, name string }{{"mqtt.codec", c.file.MQTT.Codec}, {"http.codec", c.file.HTTP.Codec}} {
+		if l.name == "" {
+			continue
+		}
+		cd, err := codec.ParseCodec(l.name)
+		if err != nil {
+			probs.add("%s: %s: %q is not json or cbor", where(l.key), l.key, l.name)
+		}
+		codecs[l.key] = cd
+	}
 	s := c.file.Store
 	if s.CommitDelay < 0 || s.CommitDelay > time.Second {
 		probs.add("%s: store.commit_delay: %s is outside 0s .. 1s", where("store.commit_delay"), s.CommitDelay)
@@ -227,8 +248,16 @@ func loadConfig(args []string) (*config, error) {
 	}
 
 	c.broker = broker.Config{
-		MQTT: broker.Listener{Addr: c.file.MQTT.Addr, TLS: broker.TLS{CertFile: c.file.MQTT.TLS.Cert, KeyFile: c.file.MQTT.TLS.Key}},
-		HTTP: broker.Listener{Addr: c.file.HTTP.Addr, TLS: broker.TLS{CertFile: c.file.HTTP.TLS.Cert, KeyFile: c.file.HTTP.TLS.Key}},
+		MQTT: broker.Listener{Addr: c.file.MQTT.Addr, Codec: codecs["mqtt.codec"],
+			TLS: broker.TLS{CertFile: c.file.MQTT.TLS.Cert, KeyFile: c.file.MQTT.TLS.Key}},
+		HTTP: broker.Listener{Addr: c.file.HTTP.Addr, Codec: codecs["http.codec"],
+			TLS: broker.TLS{CertFile: c.file.HTTP.TLS.Cert, KeyFile: c.file.HTTP.TLS.Key}},
+		Records: broker.Records{
+			MaxSize:    c.file.Records.MaxSize,
+			MaxNameLen: c.file.Records.MaxNameLength,
+			MaxDepth:   c.file.Records.MaxDepth,
+			CacheBytes: c.file.Records.CacheBytes,
+		},
 		Limits: broker.Limits{
 			MaxPacketSize:    c.file.Limits.MaxPacketSize,
 			MaxClients:       c.file.Limits.MaxClients,

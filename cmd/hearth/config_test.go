@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/storage"
 )
 
@@ -107,8 +108,15 @@ log:
   format: json
 mqtt:
   addr: 127.0.0.1:1884
+  codec: cbor
 http:
   addr: "[::1]:8081"
+  codec: JSON
+records:
+  max_size: 4096
+  max_name_length: 100
+  max_depth: 8
+  cache_bytes: 1048576
 limits:
   max_packet_size: 65536
   max_clients: 100
@@ -160,6 +168,12 @@ func TestLoadConfigFileAndFlags(t *testing.T) {
 				}
 				if c.broker.Limits != want {
 					t.Errorf("limits = %+v, want %+v", c.broker.Limits, want)
+				}
+				if c.broker.MQTT.Codec != codec.CBOR || c.broker.HTTP.Codec != codec.JSON {
+					t.Errorf("codecs = %v, %v, want cbor, json", c.broker.MQTT.Codec, c.broker.HTTP.Codec)
+				}
+				if want := (broker.Records{MaxSize: 4096, MaxNameLen: 100, MaxDepth: 8, CacheBytes: 1 << 20}); c.broker.Records != want {
+					t.Errorf("records = %+v, want %+v", c.broker.Records, want)
 				}
 				if c.store.CommitDelay != 2*time.Millisecond || c.store.MaxBatch != 128 || c.store.MaxSize != 64<<20 {
 					t.Errorf("store = %+v", c.store)
@@ -416,6 +430,17 @@ func TestLoadConfigProblems(t *testing.T) {
 				"PATH:3:3: limits.max_session_expiry: -1h0m0s is out of range",
 				"PATH:4:3: limits.max_clients: must not be negative",
 				"PATH:5:3: limits.max_pending_writes: must not be negative",
+			},
+		},
+		{
+			name: "unknown codec, records out of range",
+			text: "mqtt:\n  codec: xml\nrecords:\n  max_size: -1\n  max_name_length: 70000\n  max_depth: -3\n",
+			args: []string{"--config", "PATH"},
+			want: []string{
+				`PATH:2:3: mqtt.codec: "xml" is not json or cbor`,
+				"PATH:4:3: records.max_size: -1 is outside 0 .. 256 MiB",
+				"PATH:5:3: records.max_name_length: 70000 is outside 0 .. 65535",
+				"PATH:6:3: records.max_depth: -3 is outside 0 .. 10000",
 			},
 		},
 		{

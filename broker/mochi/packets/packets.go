@@ -138,6 +138,7 @@ type Packet struct {
 	ReasonCode      byte          // reason code for a packet response (acks, etc)
 	ReservedBit     byte          // reserved, do not use (except in testing)
 	Ignore          bool          // if true, do not perform any message forwarding operations
+	Attachment      any           // Hearth patch: a hook's data for this message, kept by Copy, never encoded
 }
 
 // Mods specifies certain values required for certain mqtt v5 compliance within packet encoding/decoding.
@@ -214,6 +215,7 @@ func (pk *Packet) Copy(allowTransfer bool) Packet {
 		Created:        pk.Created,
 		Expiry:         pk.Expiry,
 		Origin:         pk.Origin,
+		Attachment:     pk.Attachment,
 	}
 
 	if allowTransfer {

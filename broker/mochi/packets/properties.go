@@ -323,7 +323,10 @@ func (p *Properties) Encode(pkt byte, mods Mods, b *bytes.Buffer, n int) {
 		buf.WriteByte(p.RetainAvailable)
 	}
 
-	if !mods.DisallowProblemInfo && p.canEncode(pkt, PropUser) {
+	// Hearth patch: a PUBLISH keeps its user properties when the client asked
+	// for no problem information: they are the publisher's [MQTT-3.3.2-17],
+	// and MQTT 5 section 3.1.2.11.7 withholds them only from other packets.
+	if (!mods.DisallowProblemInfo || pkt == Publish) && p.canEncode(pkt, PropUser) {
 		pb := mempool.GetBuffer()
 		defer mempool.PutBuffer(pb)
 		for _, v := range p.User {
