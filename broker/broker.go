@@ -156,6 +156,12 @@ func loadTLS(t TLS) (*tls.Config, error) {
 	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }
 
+// Records returns the broker's records. A change applied through it takes
+// exactly the path of a retained publish or a $rec request: versioned,
+// durable, then published to MQTT subscribers in version order. Later
+// components (HTTP API, sync, bridge) write records through it.
+func (b *Broker) Records() *record.Records { return b.records }
+
 // MQTTAddr is the bound address of the MQTT listener.
 func (b *Broker) MQTTAddr() string { return b.mqttLn.ln.Addr().String() }
 
