@@ -88,15 +88,11 @@ func (b *Broker) retainedFor(filter string) []packets.Packet {
 			out = append(out, packets.Packet{}) // expired: a placeholder, dropped below
 			return true
 		}
-		c := codec.Codec(0)
 		m := r.Message
 		if r.Structured {
-			c = codec.CBOR
 			m.Properties.ContentType = "" // the publisher's, not the stored CBOR's
-		} else if m.Properties.ContentType == "" {
-			c, _ = codec.Detect(m.Payload, 0) // stored before records were CBOR
 		}
-		pk := recordPacket(topic, r.Version, false, m, codec.NewPayload(m.Payload, c, lim))
+		pk := recordPacket(topic, r.Version, false, m, codec.NewPayload(m.Payload, record.StoredCodec(r), lim))
 		pk.Created = time.Unix(0, r.Modified).Unix()
 		out = append(out, pk)
 		return true

@@ -68,6 +68,9 @@ func TestExpiryDeletesRecord(t *testing.T) {
 	if s.Version != 2 {
 		t.Errorf("tombstone of exp/gone at version %d, want 2", s.Version)
 	}
+	// The tombstone is published, and counted, once its write returns:
+	// just after the store shows it.
+	waitFor(t, 5*time.Second, "exp/gone's tombstone is not published", func() bool { return len(e.pub.of("exp/gone")) >= 2 })
 	calls := e.pub.of("exp/gone")
 	if len(calls) != 2 || !calls[1].rec.Deleted || calls[1].rec.Version != 2 || calls[1].payload != nil {
 		t.Errorf("published for exp/gone: %+v; want v1, then the v2 tombstone with no payload", calls)
@@ -109,6 +112,7 @@ func TestExpiryOfStoredRecords(t *testing.T) {
 	if s := waitTombstone(t, st, "old/expired"); s.Version != 2 {
 		t.Errorf("tombstone at version %d, want 2", s.Version)
 	}
+	waitFor(t, 5*time.Second, "old/expired's tombstone is not published", func() bool { return len(pub.versions("old/expired")) >= 1 })
 	if n := recs.Count(); n != 1 {
 		t.Errorf("Count() = %d after the expiry, want 1", n)
 	}

@@ -166,16 +166,8 @@ func (op *Op) apply(cur Record, now time.Time, lim Limits) (Result, error) {
 	case Merge:
 		v = document.MergePatch(doc, op.Value)
 	case Set:
-		if err := op.checkDepth(op.Value, len(op.Path), lim); err != nil {
-			return Result{}, err
-		}
 		v, err = document.Set(doc, op.Path, op.Value)
 	case Append, Insert:
-		for _, x := range op.Values {
-			if err := op.checkDepth(x, len(op.Path)+1, lim); err != nil {
-				return Result{}, err
-			}
-		}
 		if op.Kind == Append {
 			v, err = document.Append(doc, op.Path, op.Values...)
 		} else {
@@ -209,15 +201,6 @@ func (op *Op) document(cur Record, exists bool) (any, error) {
 		return nil, newError(CodeInvalidPayload, "%s: holds an opaque payload (neither JSON nor CBOR), which has no paths or fields", op.Name)
 	}
 	return cur.Value, nil
-}
-
-// checkDepth refuses a value that would nest deeper than the limit at depth
-// at.
-func (op *Op) checkDepth(v any, at int, lim Limits) error {
-	if d := document.Depth(v); at+d > lim.MaxDepth {
-		return newError(CodeInvalidPayload, "%s: the document would nest %d levels deep, more than the limit of %d", op.Name, at+d, lim.MaxDepth)
-	}
-	return nil
 }
 
 // finish checks the new document v against the limits and encodes it into

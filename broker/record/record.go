@@ -65,6 +65,23 @@ func (r *Record) size() int {
 	return n
 }
 
+// StoredCodec returns the codec of a stored record's payload: CBOR for a
+// structured record, zero (opaque) for a tombstone or an opaque one, and
+// JSON for a JSON object or array stored before records were structured
+// (a format 1 retained message without a content type).
+func StoredCodec(s storage.Retained) codec.Codec {
+	switch {
+	case s.Deleted:
+		return 0
+	case s.Structured:
+		return codec.CBOR
+	case s.Message.Properties.ContentType == "":
+		c, _ := codec.Detect(s.Message.Payload, 0) // hint 0: objects and arrays only
+		return c
+	}
+	return 0
+}
+
 // stored is r in the store's form.
 func (r *Record) stored() storage.Retained {
 	m := r.Message
@@ -98,17 +115,14 @@ func fromStored(s storage.Retained, lim codec.Limits) (Record, error) {
 		Message:    s.Message,
 	}
 	r.Message.Payload = nil
-	if !r.Structured && !r.Deleted && r.Message.Properties.ContentType == "" {
-		// Written before records were structured: a JSON object or array
-		// was kept as published. Read it as the document it is; the next
-		// change stores it as CBOR.
-		if c, ok := codec.Detect(r.Bytes, 0); ok {
-			v, err := codec.Decode(r.Bytes, c, lim)
-			if err == nil {
-				if b, err := codec.Encode(v, codec.CBOR); err == nil {
-					r.Structured, r.Value, r.Bytes = true, v, b
-					return r, nil
-				}
+	if StoredCodec(s) == codec.JSON {
+		// Written before records were structured: read it as the document
+		// it is (left opaque if it does not decode); the next change stores
+		// it as CBOR.
+		if v, err := codec.Decode(r.Bytes, codec.JSON, lim); err == nil {
+			if b, err := codec.Encode(v, codec.CBOR); err == nil {
+				r.Structured, r.Value, r.Bytes = true, v, b
+				return r, nil
 			}
 		}
 	}

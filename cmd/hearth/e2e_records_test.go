@@ -636,29 +636,8 @@ func TestRecordCrashSafety(t *testing.T) {
 		}
 		// Kill while they merge: after 1s once there are 300
 		// acknowledgements; on a slow machine, after 15s with fewer.
-		start := time.Now()
-		for {
-			n, d := total.Load(), time.Since(start)
-			if d >= time.Second && (n >= 300 || (n > 0 && d >= 15*time.Second)) {
-				break
-			}
-			if d > 20*time.Second {
-				cancel()
-				t.Fatalf("round %d: no merge acknowledged within 20s", round)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		killedAfter := time.Since(start)
-		h.Kill()
-		atKill := total.Load()
-		cancel()
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: mergers still running 30s after SIGKILL", round)
-		}
+		killedAfter, atKill := killWhileWriting(t, h, &total, &wg, cancel,
+			time.Second, 15*time.Second, fmt.Sprintf("round %d: mergers", round))
 		t.Logf("round %d: SIGKILL after %v with %d acks this round (%d by the time mergers stopped)",
 			round, killedAfter.Round(time.Millisecond), atKill, total.Load())
 

@@ -1070,6 +1070,42 @@ func (p *crashPublisher) run(ctx context.Context, c *paho.Client, window int, to
 	}
 }
 
+// killWhileWriting SIGKILLs h while writers run: once minRun has passed and
+// total counts 300 acknowledgements, or, on a slow machine, once slowAfter
+// has passed with at least one; it fails if none comes within 1.5 times
+// slowAfter. It then ends the writers (cancel: paho can wait for its
+// PacketTimeout once the connection is gone; an acknowledgement already
+// read still counts) and waits for wg. It returns how long the writers ran
+// and the acknowledgements counted at the kill.
+func killWhileWriting(t *testing.T, h *hearth, total *atomic.Int64, wg *sync.WaitGroup, cancel func(),
+	minRun, slowAfter time.Duration, what string) (time.Duration, int64) {
+	t.Helper()
+	start := time.Now()
+	for {
+		n, d := total.Load(), time.Since(start)
+		if d >= minRun && (n >= 300 || (n > 0 && d >= slowAfter)) {
+			break
+		}
+		if d > slowAfter*3/2 {
+			cancel()
+			t.Fatalf("%s: nothing acknowledged within %s", what, slowAfter*3/2)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	killedAfter := time.Since(start)
+	h.Kill()
+	atKill := total.Load()
+	cancel()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("%s still running 30s after SIGKILL", what)
+	}
+	return killedAfter, atKill
+}
+
 func TestCrashSafety(t *testing.T) {
 	const (
 		publishers = 8
@@ -1094,31 +1130,8 @@ func TestCrashSafety(t *testing.T) {
 		}
 		// Kill while they publish: after 1.5s once there are 300
 		// acknowledgements; on a slow machine, after 20s with fewer.
-		start := time.Now()
-		for {
-			n, d := total.Load(), time.Since(start)
-			if d >= 1500*time.Millisecond && (n >= 300 || (n > 0 && d >= 20*time.Second)) {
-				break
-			}
-			if d > 30*time.Second {
-				cancel()
-				t.Fatalf("round %d: no publish acknowledged within 30s", round)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-		killedAfter := time.Since(start)
-		h.Kill()
-		atKill := total.Load()
-		// paho can wait for PacketTimeout once the connection is gone: end
-		// the publishes now. An acknowledgement already read still counts.
-		cancel()
-		done := make(chan struct{})
-		go func() { wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			t.Fatalf("round %d: publishers still running 30s after SIGKILL", round)
-		}
+		killedAfter, atKill := killWhileWriting(t, h, &total, &wg, cancel,
+			1500*time.Millisecond, 20*time.Second, fmt.Sprintf("round %d: publishers", round))
 
 		acked := map[string]string{}
 		var latest []string // acknowledged just before the kill: the most at risk
