@@ -37,11 +37,15 @@ type Broker struct {
 	// eventLimits bound the decoding of an event's payload for transcoding.
 	eventLimits codec.Limits
 
-	srv    *mqtt.Server
-	hook   *hook
-	mqttLn *tcpListener
-	httpLn *httpListener
-	conns  connTracker
+	srv  *mqtt.Server
+	hook *hook
+	// retained streams records to new subscriptions; recordLocks order
+	// that against the publishing of changes.
+	retained    *retainedSender
+	recordLocks recordLocks
+	mqttLn      *tcpListener
+	httpLn      *httpListener
+	conns       connTracker
 
 	timersMu sync.Mutex
 	timers   []*time.Timer // expiry of restored MQTT 3.1.1 sessions
@@ -80,6 +84,7 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		store:   store,
 		metrics: metrics,
 	}
+	b.retained = newRetainedSender(b)
 	b.codecs.mqtt, b.codecs.ws = cfg.MQTT.codec(), cfg.HTTP.codec()
 	b.eventLimits = codec.Limits{MaxSize: int(b.limits.MaxPacketSize), MaxDepth: cfg.Records.MaxDepth}
 	records, err := record.New(store, recordPublisher{b}, record.Options{
@@ -133,7 +138,7 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		// $SYS topics are refreshed every 10s rather than every second.
 		SysTopicResendInterval: 10,
 		// Records are the retained messages; they stay in the store.
-		RetainedMessages: b.retainedFor,
+		RetainedMessages: b.retained.request,
 	})
 	b.hook = &hook{b: b}
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
@@ -239,6 +244,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		// written finishes.
 		b.stopExpiry()
 		<-b.expiryEnded
+		b.retained.close()
 	}()
 	b.log.Info("shutting down: disconnecting clients")
 	b.stopTimers()

@@ -59,6 +59,9 @@ type Metrics struct {
 
 	recordOps *prometheus.CounterVec
 	records   atomic.Pointer[record.Records]
+
+	retainedStreams prometheus.Gauge   // clients being sent records for new subscriptions
+	retainedSent    prometheus.Counter // records sent to new subscriptions
 }
 
 // NewMetrics creates the collectors; log receives store errors.
@@ -108,7 +111,15 @@ func NewMetrics(log *slog.Logger) *Metrics {
 		Name: "hearth_record_operations_total",
 		Help: "Record operations (retained publishes and $rec requests), by operation and result (ok or the error code).",
 	}, []string{"op", "result"})
-	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps)
+	m.retainedStreams = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "hearth_retained_streams",
+		Help: "Clients being sent the records matching a new subscription now (retained messages, paced to the client).",
+	})
+	m.retainedSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearth_retained_sent_total",
+		Help: "Records sent to new subscriptions as retained messages.",
+	})
+	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps, m.retainedStreams, m.retainedSent)
 	return m
 }
 

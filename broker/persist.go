@@ -135,7 +135,7 @@ func packetOf(m storage.Message) packets.Packet {
 }
 
 // restore loads the stored sessions, subscriptions and inflight messages
-// into srv; records stay in the store (Broker.retainedFor). It runs before any listener serves. Sessions that
+// into srv; records stay in the store (retainedSender). It runs before any listener serves. Sessions that
 // expired while the broker was down, and anything they owned, are removed
 // from the store.
 func (b *Broker) restore(now time.Time) error {

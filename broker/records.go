@@ -3,7 +3,6 @@ package broker
 import (
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/broker/record"
@@ -19,13 +18,16 @@ const versionProperty = "version"
 // recordPublisher hands committed record changes to mochi's subscribers.
 // The records themselves are the retained messages: mochi's retained index
 // holds only $SYS, and a new subscription gets records from the store
-// (Broker.retainedFor).
+// (retainedSender).
 type recordPublisher struct{ b *Broker }
 
 func (p recordPublisher) PublishRecord(r record.Record, payload *codec.Payload) {
 	pk := recordPacket(r.Name, r.Version, r.Deleted, r.Message, payload)
 	pk.Origin = r.Writer
 	pk.Created = r.Modified.Unix()
+	mu := p.b.recordLock(r.Name) // see retainedSender.send
+	mu.Lock()
+	defer mu.Unlock()
 	p.b.srv.PublishToSubscribers(pk)
 }
 
@@ -53,82 +55,6 @@ func recordPacket(name string, version uint64, deleted bool, m storage.Message, 
 	}
 	pk.Properties.User = append(user, packets.UserProperty{Key: versionProperty, Val: strconv.FormatUint(version, 10)})
 	return pk
-}
-
-// retainedFor returns the records matching filter, as retained messages
-// for a new subscription: those in the store, updated by the QoS 0 changes
-// published but not yet committed. mochi sends its own $SYS messages.
-func (b *Broker) retainedFor(filter string) []packets.Packet {
-	if isSysTopic(filter) {
-		return nil
-	}
-	var pending []record.Record // taken before the store is read: see Records.Pending
-	for _, r := range b.records.Pending() {
-		if topicMatch(filter, r.Name) {
-			pending = append(pending, r)
-		}
-	}
-	prefix := filter
-	if i := strings.IndexAny(filter, "+#"); i >= 0 {
-		prefix = filter[:i]
-	}
-	var out []packets.Packet
-	var versions []uint64
-	index := map[string]int{}
-	now := time.Now()
-	lim := b.records.Limits().Codec()
-	err := b.store.RetainedMatching(prefix, func(r storage.Retained) bool {
-		topic := r.Message.Topic
-		if !topicMatch(filter, topic) {
-			return true
-		}
-		index[topic] = len(out)
-		versions = append(versions, r.Version)
-		if r.Message.Expiry > 0 && r.Message.Expiry < now.Unix() {
-			out = append(out, packets.Packet{}) // expired: a placeholder, dropped below
-			return true
-		}
-		m := r.Message
-		if r.Structured {
-			m.Properties.ContentType = "" // the publisher's, not the stored CBOR's
-		}
-		pk := recordPacket(topic, r.Version, false, m, codec.NewPayload(m.Payload, record.StoredCodec(r), lim))
-		pk.Created = time.Unix(0, r.Modified).Unix()
-		out = append(out, pk)
-		return true
-	})
-	if err != nil {
-		b.metrics.storeError(err)
-		b.log.Error("retained messages not read for a subscription", "filter", filter, "error", err)
-	}
-	for _, r := range pending {
-		i, stored := index[r.Name]
-		if stored && versions[i] >= r.Version {
-			continue // committed meanwhile: the store has it
-		}
-		var pk packets.Packet // a deletion or an expiry: dropped below
-		if r.Exists(now) {
-			m := r.Message
-			if r.Structured {
-				m.Properties.ContentType = ""
-			}
-			pk = recordPacket(r.Name, r.Version, false, m, r.Payload(lim))
-			pk.Origin = r.Writer
-			pk.Created = r.Modified.Unix()
-		}
-		if stored {
-			out[i] = pk
-		} else {
-			out = append(out, pk)
-		}
-	}
-	kept := out[:0]
-	for _, pk := range out {
-		if pk.TopicName != "" {
-			kept = append(kept, pk)
-		}
-	}
-	return kept
 }
 
 // topicMatch reports whether topic matches filter (MQTT 4.7): '+' matches

@@ -409,6 +409,7 @@ func TestClosed(t *testing.T) {
 		{"Record", func() error { _, _, err := s.Record("t"); return err }},
 		{"RetainedMatching", func() error { return s.RetainedMatching("", func(Retained) bool { return true }) }},
 		{"RetainedCount", func() error { _, err := s.RetainedCount(); return err }},
+		{"RetainedTopics", func() error { _, _, err := s.RetainedTopics("", "", 10, nil); return err }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

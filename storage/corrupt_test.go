@@ -61,6 +61,7 @@ func TestCorruptValue(t *testing.T) {
 		{"RetainedMatching", "retained", []byte("bad"), func(s *Store) error { return s.RetainedMatching("b", func(Retained) bool { return true }) }},
 		{"RetainedMatching all", "retained", []byte("bad"), func(s *Store) error { return s.RetainedMatching("", func(Retained) bool { return true }) }},
 		{"RetainedCount", "retained", []byte("bad"), func(s *Store) error { _, err := s.RetainedCount(); return err }},
+		{"RetainedTopics", "retained", []byte("bad"), func(s *Store) error { _, _, err := s.RetainedTopics("", "", 10, nil); return err }},
 	}
 	for _, r := range readers {
 		for _, j := range junk {

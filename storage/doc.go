@@ -35,8 +35,8 @@
 // never matches again. A record's payload may be structured
 // ([Retained.Structured]): one CBOR item embedded as it is, so the stored
 // record is a single CBOR document. [Store.Retained],
-// [Store.RetainedMessages], [Store.RetainedMatching] and
-// [Store.RetainedCount] see live records only.
+// [Store.RetainedMessages], [Store.RetainedMatching],
+// [Store.RetainedTopics] and [Store.RetainedCount] see live records only.
 //
 // # Caveats
 //

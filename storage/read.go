@@ -99,6 +99,52 @@ func (s *Store) RetainedMatching(prefix string, fn func(Retained) bool) error {
 	})
 }
 
+// RetainedTopics pages through the topics of live records (no tombstones)
+// that start with prefix, in topic byte order: it examines at most limit
+// topics after after, and returns those that satisfy match (nil matches
+// all) and last, the last topic examined, from which the next page
+// continues; last is "" when no topic is left. A reader pages through a
+// large set this way without holding a read transaction (and the records'
+// values) between pages, and a page's transaction stays short however few
+// topics match. A value whose head cannot be decoded fails the read with
+// ErrCorrupt (wrapped).
+func (s *Store) RetainedTopics(prefix, after string, limit int, match func(topic string) bool) (topics []string, last string, err error) {
+	p := []byte(prefix)
+	err = s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketRetained).Cursor()
+		k, v := c.Seek(p)
+		if after >= prefix {
+			k, v = c.Seek([]byte(after))
+			if k != nil && string(k) == after {
+				k, v = c.Next()
+			}
+		}
+		for n := 0; k != nil && bytes.HasPrefix(k, p); k, v = c.Next() {
+			if n == limit {
+				return nil
+			}
+			n++
+			last = string(k)
+			if match != nil && !match(last) {
+				continue
+			}
+			var h recordHead
+			if err := decode(v, &h); err != nil {
+				return fmt.Errorf("read %s %q: %w", bucketRetained, k, err)
+			}
+			if !h.Deleted {
+				topics = append(topics, last)
+			}
+		}
+		last = ""
+		return nil
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return topics, last, nil
+}
+
 // RetainedCount returns the number of live records (tombstones not counted).
 // It reads only each record's version and tombstone flag: a value that
 // cannot be decoded that far fails with ErrCorrupt (wrapped).

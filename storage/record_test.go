@@ -577,6 +577,74 @@ func TestRetainedMatching(t *testing.T) {
 	}
 }
 
+// RetainedTopics pages through live topics: a page examines at most limit
+// topics, the next continues after the last one examined, tombstones and
+// non-matching topics are skipped, and the pages together are the whole
+// matching set in order.
+func TestRetainedTopics(t *testing.T) {
+	s := openTest(t, Options{CommitDelay: -1})
+	live := []string{"a", "a/b", "a/b/c", "a/c", "ab", "b/x", "é"}
+	var changes []Change
+	for i, topic := range live {
+		changes = append(changes, PutRetained(Message{Topic: topic, Payload: []byte(topic)}, time.Unix(int64(i), 0)))
+	}
+	changes = append(changes,
+		PutRetained(Message{Topic: "a/gone"}, time.Unix(1, 0)), DeleteRetained("a/gone"),
+		PutRecord(Retained{Message: Message{Topic: "zz"}, Version: 1, Deleted: true}, 0))
+	if err := s.Write(context.Background(), changes...); err != nil {
+		t.Fatal(err)
+	}
+	notC := func(topic string) bool { return !strings.HasSuffix(topic, "c") }
+	tests := []struct {
+		prefix, after string
+		match         func(string) bool
+		want          []string
+	}{
+		{"", "", nil, live},
+		{"a", "", nil, []string{"a", "a/b", "a/b/c", "a/c", "ab"}},
+		{"a/", "", nil, []string{"a/b", "a/b/c", "a/c"}},
+		{"a/", "a/b", nil, []string{"a/b/c", "a/c"}},      // strictly after
+		{"a/", "a/bb", nil, []string{"a/c"}},              // after a topic not stored
+		{"a/", "a", nil, []string{"a/b", "a/b/c", "a/c"}}, // after before the prefix
+		{"a/", "a/c", nil, nil},
+		{"a/", "b", nil, nil}, // after past the prefix
+		{"a/g", "", nil, nil}, // only a tombstone
+		{"", "", notC, []string{"a", "a/b", "ab", "b/x", "é"}},
+		{"z", "", nil, nil},
+	}
+	for _, tt := range tests {
+		for _, limit := range []int{1, 2, 100} {
+			t.Run(fmt.Sprintf("%q after %q limit %d", tt.prefix, tt.after, limit), func(t *testing.T) {
+				var got []string
+				after := tt.after
+				for pages := 0; ; pages++ {
+					if pages > 20 {
+						t.Fatalf("no end after %d pages: %q", pages, got)
+					}
+					page, last, err := s.RetainedTopics(tt.prefix, after, limit, tt.match)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(page) > limit {
+						t.Fatalf("page of %d topics, limit %d", len(page), limit)
+					}
+					if len(page) > 0 && last < page[len(page)-1] && last != "" {
+						t.Fatalf("page %q ends after its last examined topic %q", page, last)
+					}
+					got = append(got, page...)
+					if last == "" {
+						break
+					}
+					after = last
+				}
+				if !slices.Equal(got, tt.want) {
+					t.Fatalf("topics %q, want %q", got, tt.want)
+				}
+			})
+		}
+	}
+}
+
 // retainedFormat1 is retainedDisk as format 1 first shipped it.
 type retainedFormat1 struct {
 	Message  cbor.RawMessage `cbor:"m"`

@@ -191,6 +191,12 @@ func newClient(c net.Conn, o *ops) *Client {
 	return cl
 }
 
+// PendingWrites returns the number of packets in the client's outbound
+// queue, waiting to be written. Hearth patch.
+func (cl *Client) PendingWrites() int32 {
+	return atomic.LoadInt32(&cl.State.outboundQty)
+}
+
 // WriteLoop ranges over pending outbound messages and writes them to the client connection.
 func (cl *Client) WriteLoop() {
 	for {

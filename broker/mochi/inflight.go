@@ -173,6 +173,13 @@ func (i *Inflight) IncreaseSendQuota() {
 	}
 }
 
+// SendQuotaAvailable reports whether a QoS 1/2 message published to the
+// client now would be sent at once, rather than parked until an
+// acknowledgement frees quota. Hearth patch.
+func (i *Inflight) SendQuotaAvailable() bool {
+	return atomic.LoadInt32(&i.sendQuota) > 0 || atomic.LoadInt32(&i.maximumSendQuota) == 0
+}
+
 // ResetSendQuota resets the send quota to the maximum allowed value.
 func (i *Inflight) ResetSendQuota(n int32) {
 	atomic.StoreInt32(&i.sendQuota, n)

@@ -130,10 +130,12 @@ type Options struct {
 	// with negligible performance difference (disabled by default to prevent confusion in statistics).
 	InlineClient bool `yaml:"inline_client" json:"inline_client"`
 
-	// RetainedMessages, if set, returns retained messages matching a filter
-	// that are kept outside the topics index, sent to a new subscription
-	// after those of the index. Hearth patch.
-	RetainedMessages func(filter string) []packets.Packet `yaml:"-" json:"-"`
+	// RetainedMessages, if set, is called for a new subscription that is to
+	// get retained messages, after those of the topics index were sent: it
+	// delivers the retained messages kept outside the index, with
+	// SendRetained. It is called from the goroutine reading the client's
+	// packets, so it must not block. Hearth patch.
+	RetainedMessages func(cl *Client, sub packets.Subscription) `yaml:"-" json:"-"`
 }
 
 // Server is an MQTT broker server. It should be created with server.New()
@@ -1138,19 +1140,28 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 		return
 	}
 
-	sub.FwdRetainedFlag = true
-	retained := s.Topics.Messages(sub.Filter)
-	if s.Options.RetainedMessages != nil { // Hearth patch
-		retained = append(retained, s.Options.RetainedMessages(sub.Filter)...)
-	}
-	for _, pkv := range retained { // [MQTT-3.8.4-4]
-		_, err := s.publishToClient(cl, sub, pkv)
-		if err != nil {
+	for _, pkv := range s.Topics.Messages(sub.Filter) { // [MQTT-3.8.4-4]
+		if err := s.SendRetained(cl, sub, pkv); err != nil {
 			s.Log.Debug("failed to publish retained message", "error", err, "client", cl.ID, "listener", cl.Net.Listener, "packet", pkv)
-			continue
 		}
-		s.hooks.OnRetainPublished(cl, pkv)
 	}
+	if s.Options.RetainedMessages != nil { // Hearth patch
+		s.Options.RetainedMessages(cl, sub)
+	}
+}
+
+// SendRetained sends pk to cl as a retained message for its new
+// subscription sub: queued for writing, or for QoS 1/2 parked until the
+// client's receive quota allows. It fails, sending nothing, if the client's
+// outbound queue or inflight store is full (see Client.PendingWrites and
+// Inflight.SendQuotaAvailable to pace a long run). Hearth patch.
+func (s *Server) SendRetained(cl *Client, sub packets.Subscription, pk packets.Packet) error {
+	sub.FwdRetainedFlag = true
+	if _, err := s.publishToClient(cl, sub, pk); err != nil {
+		return err
+	}
+	s.hooks.OnRetainPublished(cl, pk)
+	return nil
 }
 
 // buildAck builds a standardised ack message for Puback, Pubrec, Pubrel, Pubcomp packets.

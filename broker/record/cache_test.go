@@ -152,3 +152,39 @@ func TestCacheDisabled(t *testing.T) {
 		t.Errorf("CacheStats = %d records, %d bytes; want 0, 0", records, bytes)
 	}
 }
+
+// Peek reads like Get, but a record it reads from the store is not cached:
+// a scan over many records leaves the hot ones in the cache. A cached
+// record is still served from the cache.
+func TestPeekDoesNotFillCache(t *testing.T) {
+	st, recs := newCounted(t, record.Options{})
+	apply(t, recs, record.Op{Kind: record.Put, Name: "hot", Payload: jsonPayload(`{"a":1}`)})
+	fresh := newRecords(t, st, newPublisher(nil), record.Options{})
+	if _, err := fresh.Get("hot"); err != nil {
+		t.Fatal(err)
+	}
+	apply(t, recs, record.Op{Kind: record.Put, Name: "cold", Payload: jsonPayload(`{"b":2}`)})
+	st.reads.Store(0)
+	for range 3 {
+		got, err := fresh.Peek("cold")
+		if err != nil || got.Version != 1 || got.Name != "cold" {
+			t.Fatalf("Peek(cold) = %s v%d, %v", got.Name, got.Version, err)
+		}
+	}
+	if n := st.reads.Load(); n != 3 {
+		t.Errorf("%d store reads for 3 Peeks of an uncached record, want 3", n)
+	}
+	if records, _ := fresh.CacheStats(); records != 1 {
+		t.Errorf("%d records cached after Peeks, want 1 (hot)", records)
+	}
+	st.reads.Store(0)
+	if got, err := fresh.Peek("hot"); err != nil || got.Version != 1 {
+		t.Fatalf("Peek(hot) = v%d, %v", got.Version, err)
+	}
+	if _, err := fresh.Peek("missing"); record.CodeOf(err) != record.CodeNotFound {
+		t.Errorf("Peek(missing) = %v, want NOT_FOUND", err)
+	}
+	if n := st.reads.Load(); n != 1 {
+		t.Errorf("%d store reads for Peeks of a cached and a missing record, want 1", n)
+	}
+}

@@ -169,11 +169,18 @@ func (r *Records) CheckName(name string) error {
 // Get returns the current record name. A record that does not exist (never
 // set, deleted, or expired) is NOT_FOUND; the error's Current still holds
 // its version.
-func (r *Records) Get(name string) (Record, error) {
+func (r *Records) Get(name string) (Record, error) { return r.get(name, true) }
+
+// Peek is Get for a scan over many records (the retained messages of a new
+// subscription): a record it reads from the store is not cached, so that
+// the scan does not evict the hot records.
+func (r *Records) Peek(name string) (Record, error) { return r.get(name, false) }
+
+func (r *Records) get(name string, fill bool) (Record, error) {
 	if err := r.CheckName(name); err != nil {
 		return Record{}, err
 	}
-	rec, err := r.read(name)
+	rec, err := r.read(name, fill)
 	if err != nil {
 		return Record{}, err
 	}
@@ -183,8 +190,24 @@ func (r *Records) Get(name string) (Record, error) {
 	return rec, nil
 }
 
-// read returns the committed record from the cache or the store.
-func (r *Records) read(name string) (Record, error) {
+// read returns the current record: the committed one from the cache or the
+// store, unless an asynchronous change of it has not committed yet (and
+// was evicted from the cache meanwhile). The pending change is looked up
+// first: it leaves the pending set only once it is in the store.
+// A record read from the store is cached if fill is set.
+func (r *Records) read(name string, fill bool) (Record, error) {
+	r.pendingMu.Lock()
+	p, pending := r.pending[name]
+	r.pendingMu.Unlock()
+	rec, err := r.readCommitted(name, fill)
+	if err == nil && pending && p.Version > rec.Version {
+		return p, nil
+	}
+	return rec, err
+}
+
+// readCommitted returns the committed record from the cache or the store.
+func (r *Records) readCommitted(name string, fill bool) (Record, error) {
 	if rec, ok := r.cache.get(name); ok {
 		return rec, nil
 	}
@@ -193,7 +216,9 @@ func (r *Records) read(name string) (Record, error) {
 	if err != nil {
 		return Record{}, err
 	}
-	r.cache.fill(rec, gen)
+	if fill {
+		r.cache.fill(rec, gen)
+	}
 	return rec, nil
 }
 
@@ -298,7 +323,7 @@ func (r *Records) writeOnce(name string, batch []*call, fromStore bool) error {
 	if fromStore {
 		cur, err = r.load(name)
 	} else {
-		cur, err = r.read(name)
+		cur, err = r.read(name, true)
 	}
 	if err != nil {
 		for _, c := range batch {

@@ -767,3 +767,53 @@ func TestPendingUntilCommitted(t *testing.T) {
 		t.Fatalf("store has p/3 = %+v (%v, %v), want the tombstone at version 2", s, ok, err)
 	}
 }
+
+// heldStore is the real store whose asynchronous writes reach it only once
+// open is closed: until then they are not in the store at all.
+type heldStore struct {
+	*storage.Store
+	open chan struct{}
+}
+
+func (s *heldStore) WriteNotify(done func(error), changes ...storage.Change) error {
+	go func() {
+		<-s.open
+		if err := s.Store.WriteNotify(done, changes...); err != nil {
+			done(err)
+		}
+	}()
+	return nil
+}
+
+// A reader gets an asynchronous change that is published but not yet in
+// the store, even when the cache does not hold it (disabled here; evicted
+// in a running broker).
+func TestGetSeesPendingWithoutCache(t *testing.T) {
+	st := openStore(t, storage.Options{})
+	held := &heldStore{Store: st, open: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(held.open) }) }
+	t.Cleanup(release)
+	recs := newRecords(t, held, newPublisher(nil), record.Options{CacheBytes: -1})
+	apply(t, recs, record.Op{Kind: record.Put, Name: "a", Payload: jsonPayload(`{"v":1}`)})
+	apply(t, recs, record.Op{Kind: record.Put, Name: "a", Payload: jsonPayload(`{"v":2}`), Async: true})
+	if s, ok, err := st.Record("a"); err != nil || !ok || s.Version != 1 {
+		t.Fatalf("store has a at %d (%v, %v) while its write is held, want 1", s.Version, ok, err)
+	}
+	got, err := recs.Get("a")
+	if err != nil || got.Version != 2 {
+		t.Fatalf("Get while the write is held = version %d, %v; want the pending version 2", got.Version, err)
+	}
+
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(recs.Pending()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("still pending after the write was released: %+v", recs.Pending())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if got, err := recs.Get("a"); err != nil || got.Version != 2 {
+		t.Fatalf("Get after the commit = version %d, %v; want 2", got.Version, err)
+	}
+}
