@@ -209,3 +209,64 @@ func startBareMochi(b *testing.B) string {
 	b.Cleanup(func() { _ = srv.Close() })
 	return addr
 }
+
+// BenchmarkRetainedSubscribe measures how fast a new subscriber receives
+// many retained messages: each iteration connects a client, subscribes it
+// to a filter matching retainedBenchRecords records and waits for all of
+// them. Bare mochi sends them from memory, all at once (its outbound queue,
+// 8192 by default, holds them); Hearth streams them from the store, paced
+// to the client, with its default 1024-packet queue.
+func BenchmarkRetainedSubscribe(b *testing.B) {
+	const records = 5000
+	for _, kind := range []string{"mochi", "hearth"} {
+		b.Run("broker="+kind, func(b *testing.B) {
+			addr := ""
+			if kind == "mochi" {
+				addr = startBareMochi(b)
+			} else {
+				addr = startBroker(b, brokerOpts{}).MQTTAddr
+			}
+			publishRetained(b, addr, "retained", records)
+			b.ResetTimer()
+			start := time.Now()
+			for range b.N {
+				n := countingCodecSubscriber(b, addr, "retained/#", "")
+				deadline := time.Now().Add(waitTimeout)
+				for n.Load() < records {
+					if time.Now().After(deadline) {
+						b.Fatalf("received %d of %d retained messages within %s", n.Load(), records, waitTimeout)
+					}
+					time.Sleep(100 * time.Microsecond)
+				}
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(b.N*records)/elapsed.Seconds(), "records/s")
+		})
+	}
+}
+
+// publishRetained publishes n retained QoS 1 JSON messages prefix/00000 ...
+// from 8 clients at once, and returns when all are acknowledged.
+func publishRetained(b *testing.B, addr, prefix string, n int) {
+	b.Helper()
+	const clients = 8
+	var wg sync.WaitGroup
+	for c := range clients {
+		pub := connectV5(b, addr, nil)
+		wg.Go(func() {
+			for i := c; i < n; i += clients {
+				p := fmt.Sprintf(`{"sensor":%d,"temp":21.5,"unit":"C","site":"greenhouse"}`, i)
+				resp, err := pub.pub(&paho.Publish{Topic: fmt.Sprintf("%s/%05d", prefix, i), QoS: 1, Retain: true, Payload: []byte(p)})
+				if err != nil || resp.ReasonCode != 0 {
+					b.Errorf("publish: %+v, %v", resp, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
+	}
+}

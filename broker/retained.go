@@ -31,7 +31,7 @@ const (
 	retainedQueued = 64
 	// The stream polls for room from retainedPollMin, doubling each time
 	// up to retainedPollMax while the client is slow.
-	retainedPollMin = 500 * time.Microsecond
+	retainedPollMin = 100 * time.Microsecond
 	retainedPollMax = 25 * time.Millisecond
 )
 

@@ -197,7 +197,7 @@ func TestRetainedStreamEndsWithClient(t *testing.T) {
 	t.Parallel()
 	const n = 2000
 	tb := startBroker(t, brokerOpts{})
-	putRecords(t, tb, "gone", n, 4096) // 8 MB: more than the socket buffers take
+	putRecords(t, tb, "gone", n, 16<<10) // 32 MB: more than the socket buffers take
 
 	conn := rawSubscriber(t, tb.MQTTAddr, "stream-gone", "gone/#")
 	tb.waitMetric(t, "hearth_retained_streams", "1", func(v float64) bool { return v == 1 })
@@ -214,7 +214,7 @@ func TestRetainedStreamEndsOnUnsubscribe(t *testing.T) {
 	t.Parallel()
 	const n = 2000
 	tb := startBroker(t, brokerOpts{})
-	putRecords(t, tb, "unsub", n, 4096)
+	putRecords(t, tb, "unsub", n, 16<<10)
 
 	conn := rawSubscriber(t, tb.MQTTAddr, "stream-unsub", "unsub/#")
 	tb.waitMetric(t, "hearth_retained_streams", "1", func(v float64) bool { return v == 1 })
