@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/hearth-iot/hearth/broker"
@@ -196,7 +197,7 @@ func canonJSON(t testing.TB, b []byte) string {
 // and, without those and without "message", equals want. An error reply
 // has a message, holding each of msg. Over MQTT 5 at QoS 1 or 2 the request
 // was acknowledged with 0x00, or the reason code of want's error code with
-// a reason string starting with the code. It reports whether all is so.
+// the reason string "<code>: <message>". It reports whether all is so.
 func checkReply(t testing.TB, rq recRequest, got recReply, want string, msg ...string) bool {
 	t.Helper()
 	ok := true
@@ -214,8 +215,9 @@ func checkReply(t testing.TB, rq recRequest, got recReply, want string, msg ...s
 	if body["op"] != rq.Op || body["name"] != rq.Name {
 		fail("%s: reply %s, want op %q and name %q", rq, got.Body, rq.Op, rq.Name)
 	}
+	message, _ := body["message"].(string)
 	if _, isErr := body["error"]; isErr {
-		m, _ := body["message"].(string)
+		m := message
 		if m == "" {
 			fail("%s: error reply %s without a message", rq, got.Body)
 		}
@@ -244,9 +246,13 @@ func checkReply(t testing.TB, rq recRequest, got recReply, want string, msg ...s
 		}
 		return ok
 	}
-	if code := recReasons[w.Error]; got.Reason != code || !strings.HasPrefix(got.ReasonString, w.Error) {
-		fail("%s: acknowledged with 0x%02x %q, want 0x%02x and a reason string starting with %s",
-			rq, got.Reason, got.ReasonString, code, w.Error)
+	// The reason string is "<code>: <the reply's message>", cut short at a
+	// character boundary if long.
+	full := w.Error + ": " + message
+	if code := recReasons[w.Error]; got.Reason != code || !strings.HasPrefix(full, got.ReasonString) ||
+		len(got.ReasonString) < min(len(full), 190) || !utf8.ValidString(got.ReasonString) {
+		fail("%s: acknowledged with 0x%02x %q, want 0x%02x and the reason string %q",
+			rq, got.Reason, got.ReasonString, code, full)
 	}
 	return ok
 }
@@ -632,6 +638,9 @@ func TestRecordErrors(t *testing.T) {
 		{name: "empty key", rq: rec("set", "", `{"path":"a..b","value":1}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"empty key"}},
 		{name: "leading zero", rq: rec("set", "", `{"path":"a[01]","value":1}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"leading zero"}},
 		{name: "unclosed bracket", rq: rec("append", "", `{"path":"a[","value":1}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"unclosed"}},
+		// A long message is cut in the reason string at a character boundary.
+		{name: "long path of 2-byte characters", rq: rec("set", "", `{"path":"`+strings.Repeat("é", 150)+`..b","value":1}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"empty key"}},
+		{name: "long path, odd offset", rq: rec("set", "", `{"path":"x`+strings.Repeat("é", 150)+`..b","value":1}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"empty key"}},
 		{name: "negative index in a path", rq: rec("set", "", `{"path":"a[-1]","value":1}`), reply: `{"error":"INVALID_PATH"}`},
 		{name: "index above 10000", rq: rec("set", "", `{"path":"a[10001]","value":1}`), reply: `{"error":"INVALID_PATH"}`},
 		{name: "key into a number", start: `{"a":1}`, rq: rec("set", "", `{"path":"a.b","value":2}`), reply: `{"error":"INVALID_PATH"}`, msg: []string{"a"}},

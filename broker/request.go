@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/broker/document"
@@ -46,11 +47,27 @@ func reasonCode(code string, err error) packets.Code {
 			c = packets.ErrQuotaExceeded.Code
 		}
 	}
-	msg := err.Error()
-	if len(msg) > 200 {
-		msg = msg[:200]
+	return packets.Code{Code: c, Reason: code + ": " + truncateUTF8(errorMessage(err), 200)}
+}
+
+// errorMessage is err's message as an error reply gives it.
+func errorMessage(err error) string {
+	if re, ok := errors.AsType[*record.Error](err); ok {
+		return re.Message
 	}
-	return packets.Code{Code: c, Reason: code + ": " + msg}
+	return err.Error()
+}
+
+// truncateUTF8 cuts s to at most n bytes, at a character boundary: an MQTT
+// string must be valid UTF-8.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // request is one $rec operation being served.
@@ -95,10 +112,8 @@ func (h *hook) fail(rq *request, err error, closeV3 bool) (packets.Packet, error
 	level("record operation refused",
 		"client", rq.cl.ID, "op", rq.op, "record", rq.name, "code", code,
 		"reason_code", fmt.Sprintf("0x%02x", reasonCode(code, err).Code), "error", err)
-	body := map[string]any{"error": code, "message": err.Error()}
-	var re *record.Error
-	if errors.As(err, &re) {
-		body["message"] = re.Message
+	body := map[string]any{"error": code, "message": errorMessage(err)}
+	if re, ok := errors.AsType[*record.Error](err); ok {
 		switch cur := re.Current; {
 		case cur == nil:
 		case code == record.CodeVersionConflict:
