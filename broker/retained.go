@@ -131,7 +131,9 @@ func (s *retainedSender) run(cl *mqtt.Client, q *retainedQueue) {
 }
 
 // current reports whether req is still the subscription to serve: the
-// client holds it, and it was not made again since.
+// client holds it with the same options, and it was not made again since.
+// A subscription replaced with other options (a QoS, or retain handling
+// that asks for no retained messages) ends the stream of the old one.
 func (s *retainedSender) current(cl *mqtt.Client, q *retainedQueue, req retainedRequest) bool {
 	s.mu.Lock()
 	gen := q.gen[req.sub.Filter]
@@ -139,8 +141,10 @@ func (s *retainedSender) current(cl *mqtt.Client, q *retainedQueue, req retained
 	if gen != req.gen {
 		return false
 	}
-	_, ok := cl.State.Subscriptions.Get(req.sub.Filter)
-	return ok
+	cur, ok := cl.State.Subscriptions.Get(req.sub.Filter)
+	return ok && cur.Qos == req.sub.Qos && cur.NoLocal == req.sub.NoLocal &&
+		cur.RetainAsPublished == req.sub.RetainAsPublished && cur.RetainHandling == req.sub.RetainHandling &&
+		cur.Identifier == req.sub.Identifier
 }
 
 // stream sends the records matching req's filter to cl, in topic order,
@@ -161,6 +165,13 @@ func (s *retainedSender) stream(cl *mqtt.Client, q *retainedQueue, req retainedR
 	prefix := filter
 	if i := strings.IndexAny(filter, "+#"); i >= 0 {
 		prefix = filter[:i]
+	}
+	// "a/#" also matches "a", which sorts before the prefix "a/": first.
+	if parent, ok := strings.CutSuffix(filter, "/#"); ok && parent != "" && !strings.ContainsAny(parent, "+#") {
+		delete(pending, parent)
+		if !s.send(cl, q, req, parent) {
+			return
+		}
 	}
 	match := func(topic string) bool { return topicMatch(filter, topic) }
 	after := ""
@@ -236,6 +247,11 @@ func (s *retainedSender) waitRoom(cl *mqtt.Client, q *retainedQueue, req retaine
 	wait := retainedPollMin
 	var t *time.Timer
 	for {
+		select {
+		case <-s.stop:
+			return false
+		default:
+		}
 		if cl.Closed() || !s.current(cl, q, req) {
 			return false
 		}

@@ -3,8 +3,7 @@ package broker_test
 import (
 	"bytes"
 	"fmt"
-	"io"
-	"net"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -170,25 +169,12 @@ func TestRetainedStreamKeepsVersionOrder(t *testing.T) {
 // rawSubscriber connects an MQTT 3.1.1 client over a bare socket and
 // subscribes it to filter at QoS 0, reading CONNACK and SUBACK and nothing
 // more: a client that has stopped reading.
-func rawSubscriber(t *testing.T, addr, id, filter string) net.Conn {
+func rawSubscriber(t *testing.T, addr, id, filter string) *rawConn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	_ = conn.SetDeadline(time.Now().Add(waitTimeout))
-	connect := append([]byte{0x10, byte(10 + 2 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 2, 0, 30, 0, byte(len(id))}, id...)
-	subscribe := append([]byte{0x82, byte(2 + 2 + len(filter) + 1), 0, 1, 0, byte(len(filter))}, filter...)
-	subscribe = append(subscribe, 0)
-	if _, err := conn.Write(append(connect, subscribe...)); err != nil {
-		t.Fatal(err)
-	}
-	ack := make([]byte, 4+5)
-	if _, err := io.ReadFull(conn, ack); err != nil || ack[0] != 0x20 || ack[3] != 0 || ack[4] != 0x90 || ack[8] != 0 {
-		t.Fatalf("CONNACK, SUBACK = % x, %v", ack, err)
-	}
-	return conn
+	c := dialRaw(t, addr)
+	c.connect(t, id, nil)
+	c.rawSubscribe(t, filter)
+	return c
 }
 
 // A client that leaves while its retained messages are streaming ends the
@@ -218,10 +204,7 @@ func TestRetainedStreamEndsOnUnsubscribe(t *testing.T) {
 
 	conn := rawSubscriber(t, tb.MQTTAddr, "stream-unsub", "unsub/#")
 	tb.waitMetric(t, "hearth_retained_streams", "1", func(v float64) bool { return v == 1 })
-	unsubscribe := append([]byte{0xa2, byte(2 + 2 + len("unsub/#")), 0, 2, 0, byte(len("unsub/#"))}, "unsub/#"...)
-	if _, err := conn.Write(unsubscribe); err != nil {
-		t.Fatal(err)
-	}
+	conn.send(t, packet(0xa2, appendString([]byte{0, 2}, "unsub/#")))
 	tb.waitMetric(t, "hearth_retained_streams", "0", func(v float64) bool { return v == 0 })
 	if sent := tb.metric(t, "hearth_retained_sent_total"); sent >= n {
 		t.Errorf("hearth_retained_sent_total = %v: all %d records went to a client that read none", sent, n)
@@ -246,6 +229,55 @@ func TestRetainedStreamSubscribeOrder(t *testing.T) {
 				t.Fatalf("got %s, want %s", m.Topic, recordName(p, i))
 			}
 		}
+	}
+}
+
+// A filter "x/#" also matches "x" (MQTT 4.7.1.2), which sorts before the
+// topics under "x/": it comes first.
+func TestRetainedStreamHashMatchesParent(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{})
+	pub := connectV5(t, tb.MQTTAddr, nil)
+	for _, topic := range []string{"hp", "hp/b", "hp/b/c", "hpx", "hp-end"} {
+		pub.publish(t, topic, 1, true, []byte(`{"t":"`+topic+`"}`))
+	}
+	sub := connectV5(t, tb.MQTTAddr, nil)
+	sub.subscribe(t, "hp/#", 1)
+	sub.subscribe(t, "hp-end", 1)
+	var got []string
+	for _, m := range sub.recvUntil(t, "hp-end") {
+		got = append(got, m.Topic)
+	}
+	if want := []string{"hp", "hp/b", "hp/b/c"}; !slices.Equal(got, want) {
+		t.Fatalf("retained messages for hp/#: %q, want %q", got, want)
+	}
+}
+
+// A subscription replaced by one with other options ends the stream of the
+// old one: here MQTT 5 retain handling 2 (no retained messages) at QoS 0
+// replaces a QoS 1 subscription whose stream is stalled on a client that
+// reads nothing.
+func TestRetainedStreamEndsWhenSubscriptionReplaced(t *testing.T) {
+	t.Parallel()
+	const n = 2000
+	tb := startBroker(t, brokerOpts{})
+	putRecords(t, tb, "repl", n, 16<<10)
+
+	c := dialRaw(t, tb.MQTTAddr)
+	c.send(t, rawConnectV5("stream-replaced"))
+	if p, err := c.read(waitTimeout); err != nil || p.Type != typeConnack || len(p.Body) < 2 || p.Body[1] != 0 {
+		t.Fatalf("CONNACK: %+v, %v", p, err)
+	}
+	subscribe := func(id byte, options byte) {
+		body := appendString([]byte{0, id, 0}, "repl/#") // packet id, no properties
+		c.send(t, packet(0x82, append(body, options)))
+	}
+	subscribe(1, 1) // QoS 1, retain handling 0
+	tb.waitMetric(t, "hearth_retained_streams", "1", func(v float64) bool { return v == 1 })
+	subscribe(2, 0x20) // QoS 0, retain handling 2
+	tb.waitMetric(t, "hearth_retained_streams", "0", func(v float64) bool { return v == 0 })
+	if sent := tb.metric(t, "hearth_retained_sent_total"); sent >= n {
+		t.Errorf("hearth_retained_sent_total = %v: all %d records went to a client that read none", sent, n)
 	}
 }
 

@@ -71,6 +71,18 @@ func (c *cache) forget(name string) {
 	}
 }
 
+// forgetOlder drops name if the cache holds a version older than version,
+// which has just committed: a reader may have filled in the store's
+// previous version while the change was pending and evicted.
+func (c *cache) forgetOlder(name string, version uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gen++
+	if e, ok := c.items[name]; ok && e.Value.(*Record).Version < version {
+		c.remove(e)
+	}
+}
+
 func (c *cache) insert(r Record) {
 	if e, ok := c.items[r.Name]; ok {
 		c.remove(e)

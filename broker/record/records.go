@@ -199,7 +199,8 @@ func (r *Records) read(name string, fill bool) (Record, error) {
 	r.pendingMu.Lock()
 	p, pending := r.pending[name]
 	r.pendingMu.Unlock()
-	rec, err := r.readCommitted(name, fill)
+	// What the store holds is older than a pending change: not cached.
+	rec, err := r.readCommitted(name, fill && !pending)
 	if err == nil && pending && p.Version > rec.Version {
 		return p, nil
 	}
@@ -373,7 +374,9 @@ func (r *Records) writeOnce(name string, batch []*call, fromStore bool) error {
 				delete(r.pending, name)
 			}
 			r.pendingMu.Unlock()
-			if err != nil {
+			if err == nil {
+				r.cache.forgetOlder(name, version)
+			} else {
 				r.count.Add(-delta)
 				r.cache.forget(name)
 				if r.onError != nil {

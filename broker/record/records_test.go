@@ -817,3 +817,42 @@ func TestGetSeesPendingWithoutCache(t *testing.T) {
 		t.Fatalf("Get after the commit = version %d, %v; want 2", got.Version, err)
 	}
 }
+
+// A reader that misses the cache while an asynchronous change is pending
+// (evicted from the cache) does not cache the store's older version: once
+// the change commits, reads return it, not the version before.
+func TestNoStaleCacheAfterPendingCommit(t *testing.T) {
+	st := openStore(t, storage.Options{})
+	held := &heldStore{Store: st, open: make(chan struct{})}
+	var once sync.Once
+	release := func() { once.Do(func() { close(held.open) }) }
+	t.Cleanup(release)
+	recs := newRecords(t, held, newPublisher(nil), record.Options{CacheBytes: 4000})
+	apply(t, recs, record.Op{Kind: record.Put, Name: "a", Payload: jsonPayload(`{"v":1}`)})
+	apply(t, recs, record.Op{Kind: record.Put, Name: "a", Payload: jsonPayload(`{"v":2}`), Async: true})
+	// evict a@2 from the cache with a big synchronous write of another record
+	big := `{"x":"` + strings.Repeat("y", 880) + `"}`
+	apply(t, recs, record.Op{Kind: record.Put, Name: "b", Payload: jsonPayload(big)})
+	if _, err := recs.Peek("b"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := recs.Get("a") // fills the cache with a@1 from the store
+	if err != nil || got.Version != 2 {
+		t.Fatalf("Get while held = %d %v", got.Version, err)
+	}
+	release()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(recs.Pending()) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("still pending")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	s, _, _ := st.Record("a")
+	p, err := recs.Peek("a")
+	g, err2 := recs.Get("a")
+	t.Logf("store has a@%d; Peek = a@%d (%v); Get = a@%d (%v)", s.Version, p.Version, err, g.Version, err2)
+	if p.Version != 2 {
+		t.Errorf("Peek after commit returns stale version %d; version 2 was published and is in the store", p.Version)
+	}
+}
