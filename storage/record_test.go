@@ -515,7 +515,11 @@ func TestConflictIsolation(t *testing.T) {
 	}
 }
 
-func TestRetainedMatching(t *testing.T) {
+// retainedSet opens a store holding the live records it returns, in topic
+// order, each with its topic as payload at version 1, and two tombstones
+// (a/gone, zz).
+func retainedSet(t *testing.T) (*Store, []string) {
+	t.Helper()
 	s := openTest(t, Options{CommitDelay: -1})
 	live := []string{"a", "a/b", "a/b/c", "a/c", "ab", "b/x", "é"}
 	var changes []Change
@@ -528,6 +532,11 @@ func TestRetainedMatching(t *testing.T) {
 	if err := s.Write(context.Background(), changes...); err != nil {
 		t.Fatal(err)
 	}
+	return s, live
+}
+
+func TestRetainedMatching(t *testing.T) {
+	s, live := retainedSet(t)
 
 	topics := func(prefix string, limit int) []string {
 		t.Helper()
@@ -582,18 +591,7 @@ func TestRetainedMatching(t *testing.T) {
 // non-matching topics are skipped, and the pages together are the whole
 // matching set in order.
 func TestRetainedTopics(t *testing.T) {
-	s := openTest(t, Options{CommitDelay: -1})
-	live := []string{"a", "a/b", "a/b/c", "a/c", "ab", "b/x", "é"}
-	var changes []Change
-	for i, topic := range live {
-		changes = append(changes, PutRetained(Message{Topic: topic, Payload: []byte(topic)}, time.Unix(int64(i), 0)))
-	}
-	changes = append(changes,
-		PutRetained(Message{Topic: "a/gone"}, time.Unix(1, 0)), DeleteRetained("a/gone"),
-		PutRecord(Retained{Message: Message{Topic: "zz"}, Version: 1, Deleted: true}, 0))
-	if err := s.Write(context.Background(), changes...); err != nil {
-		t.Fatal(err)
-	}
+	s, live := retainedSet(t)
 	notC := func(topic string) bool { return !strings.HasSuffix(topic, "c") }
 	tests := []struct {
 		prefix, after string
