@@ -8,15 +8,18 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/broker/record"
+	"github.com/hearth-iot/hearth/broker/rpc"
 	"github.com/hearth-iot/hearth/storage"
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 )
 
 // topicAliasMaximum bounds the topic aliases a client may define. mochi's
@@ -43,9 +46,15 @@ type Broker struct {
 	// that against the publishing of changes.
 	retained    *retainedSender
 	recordLocks recordLocks
-	mqttLn      *tcpListener
-	httpLn      *httpListener
-	conns       connTracker
+
+	rpc          *rpc.Router[provider]
+	rpcLimits    RPC
+	listening    *listening
+	presenceKeep time.Duration // how long an offline client's presence record is kept
+
+	mqttLn *tcpListener
+	httpLn *httpListener
+	conns  connTracker
 
 	timersMu sync.Mutex
 	timers   []*time.Timer // expiry of restored MQTT 3.1.1 sessions
@@ -85,6 +94,13 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		metrics: metrics,
 	}
 	b.retained = newRetainedSender(b)
+	b.listening = newListening(b)
+	b.rpcLimits = cfg.RPC.withDefaults()
+	b.presenceKeep = cfg.PresenceKeepOffline
+	if b.presenceKeep == 0 {
+		b.presenceKeep = 7 * 24 * time.Hour
+	}
+	b.rpc = rpc.New(b.rpcLimits.MaxPending, b.rpcTimedOut)
 	b.codecs.mqtt, b.codecs.ws = cfg.MQTT.codec(), cfg.HTTP.codec()
 	b.eventLimits = codec.Limits{MaxSize: int(b.limits.MaxPacketSize), MaxDepth: cfg.Records.MaxDepth}
 	records, err := record.New(store, recordPublisher{b}, record.Options{
@@ -108,11 +124,11 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		return nil, fmt.Errorf("broker: http.tls: %w", err)
 	}
 	reporter := connReporter{log: log, metrics: metrics}
-	mln, err := listen(cfg.MQTT.Addr, mqttTLS)
+	mln, err := listenOn(cfg.MQTT.Addr, mqttTLS)
 	if err != nil {
 		return nil, fmt.Errorf("broker: mqtt listener: %w", err)
 	}
-	hln, err := listen(cfg.HTTP.Addr, httpTLS)
+	hln, err := listenOn(cfg.HTTP.Addr, httpTLS)
 	if err != nil {
 		_ = mln.Close()
 		return nil, fmt.Errorf("broker: http listener: %w", err)
@@ -138,7 +154,7 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		// $SYS topics are refreshed every 10s rather than every second.
 		SysTopicResendInterval: 10,
 		// Records are the retained messages; they stay in the store.
-		RetainedMessages: b.retained.request,
+		RetainedMessages: b.subscribedAcked,
 	})
 	b.hook = &hook{b: b}
 	if err := b.srv.AddHook(b.hook, nil); err != nil {
@@ -148,6 +164,17 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 	}
 	metrics.attach(b.srv, b.records)
 	return b, nil
+}
+
+// subscribedAcked runs once a new subscription's SUBACK is out (mochi's
+// Options.RetainedMessages): a listener is told the current state, any
+// other subscription gets its retained records.
+func (b *Broker) subscribedAcked(cl *mqtt.Client, sub packets.Subscription) {
+	if strings.HasPrefix(sub.Filter, listenPrefix) {
+		b.listening.sendState(cl, sub)
+		return
+	}
+	b.retained.request(cl, sub)
 }
 
 func loadTLS(t TLS) (*tls.Config, error) {

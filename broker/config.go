@@ -22,6 +22,11 @@ type Config struct {
 	Limits Limits
 	// Records bounds records and their cache.
 	Records Records
+	// RPC configures request routing ($rpc).
+	RPC RPC
+	// PresenceKeepOffline is how long an offline client's presence record
+	// ($presence/<client id>) is kept before it expires. Zero means 7 days.
+	PresenceKeepOffline time.Duration
 	// Logger receives the broker's structured logs. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -59,6 +64,29 @@ type Records struct {
 	// CacheBytes bounds the memory of the cache of recently used records.
 	// Zero means 16 MiB; negative turns the cache off.
 	CacheBytes int
+}
+
+// RPC configures the routing of requests to providers.
+type RPC struct {
+	// Timeout is how long a request waits for an answer before it fails
+	// with TIMEOUT; a request may ask for less, not more. Zero means 10s.
+	Timeout time.Duration
+	// MaxPending bounds the requests in flight on the broker; more are
+	// refused with TOO_MANY_REQUESTS. Zero means 10000.
+	MaxPending int
+	// HideRequester keeps the requester's client id and user name from
+	// providers, which are told them by default.
+	HideRequester bool
+}
+
+func (r RPC) withDefaults() RPC {
+	if r.Timeout == 0 {
+		r.Timeout = 10 * time.Second
+	}
+	if r.MaxPending == 0 {
+		r.MaxPending = 10000
+	}
+	return r
 }
 
 // TLS names a PEM certificate chain and its private key.
@@ -191,6 +219,19 @@ func (c Config) Validate() error {
 	}
 	if r.MaxDepth < 0 || r.MaxDepth > codec.MaxDepthCeiling {
 		bad("records.max_depth", "%d is outside 0 .. %d", r.MaxDepth, codec.MaxDepthCeiling)
+	}
+	if c.RPC.Timeout < 0 || c.RPC.Timeout > 24*time.Hour {
+		bad("rpc.timeout", "%s is outside 0s .. 24h", c.RPC.Timeout)
+	} else if c.RPC.Timeout%time.Millisecond != 0 {
+		bad("rpc.timeout", "%s is not a whole number of milliseconds", c.RPC.Timeout)
+	}
+	if c.PresenceKeepOffline < 0 || c.PresenceKeepOffline > math.MaxUint32*time.Second {
+		bad("presence.keep_offline", "%s is out of range", c.PresenceKeepOffline)
+	} else if c.PresenceKeepOffline%time.Second != 0 {
+		bad("presence.keep_offline", "%s is not a whole number of seconds", c.PresenceKeepOffline)
+	}
+	if c.RPC.MaxPending < 0 {
+		bad("rpc.max_pending", "must not be negative")
 	}
 	for _, k := range []struct {
 		key string

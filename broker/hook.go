@@ -120,13 +120,24 @@ func (h *hook) isPersisted(id string) bool {
 // yet, and Start says so in a warning.
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
-// OnACLCheck guards the reply namespace: $reply/<client id> belongs to that
-// client alone. mochi asks with write false both for a SUBSCRIBE's filters
-// and for every delivery, so a filter that slipped through would still
-// deliver nothing. Everything else is allowed: Hearth has no permissions yet.
+// OnACLCheck guards the broker's namespaces. $reply/<client id> belongs to
+// that client alone: mochi asks with write false both for a SUBSCRIBE's
+// filters and for every delivery, so a filter that slipped through would
+// still deliver nothing. Only the broker publishes $presence records and
+// $listen notifications (mochi refuses such a publish as it does any the
+// ACL denies). Everything else is allowed: Hearth has no permissions yet.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
-	if write || cl.Net.Inline || topic == "" || topic[0] != '$' {
+	if cl.Net.Inline || topic == "" || topic[0] != '$' {
 		return true // the common case, on every delivery
+	}
+	if write {
+		if !brokerOwned(topic) {
+			return true
+		}
+		h.b.metrics.errDenied.Inc()
+		h.b.log.Warn("publish refused: $presence and $listen topics are the broker's",
+			"client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
+		return false
 	}
 	rest, ok := replyTopicRest(topic)
 	if !ok || ownsReplyTopic(cl.ID, rest) {
@@ -136,6 +147,12 @@ func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	h.b.log.Warn("refused: a $reply topic belongs to its client alone",
 		"client", cl.ID, "remote", cl.Net.Remote, "filter", topic)
 	return false
+}
+
+// brokerOwned reports whether topic is one only the broker publishes to:
+// $presence/<client id> (not $presence/get, a request) and $listen/....
+func brokerOwned(topic string) bool {
+	return strings.HasPrefix(topic, listenPrefix) || strings.HasPrefix(topic, presencePrefix) && topic != presenceGet
 }
 
 // replyTopicRest returns what follows "$reply/" in a topic or filter,
@@ -208,6 +225,7 @@ func (h *hook) OnSessionEstablished(cl *mqtt.Client, pk packets.Packet) {
 		"persistent", keep, "keepalive", cl.State.Keepalive)
 
 	defer h.lockSession(cl.ID)()
+	h.b.setPresence(cl, true, "", time.Now())
 	var changes []storage.Change
 	if _, was := h.persisted.Load(cl.ID); was && (pk.Connect.Clean || !keep) {
 		// A clean start discards the old session; a session that is no
@@ -230,6 +248,8 @@ func disconnectReason(err error) string {
 	switch {
 	case err == nil, errors.Is(err, packets.CodeDisconnect):
 		return "disconnect"
+	case errors.Is(err, packets.CodeDisconnectWillMessage):
+		return "disconnect with will"
 	case errors.Is(err, packets.ErrSessionTakenOver):
 		return "taken over"
 	case errors.Is(err, packets.ErrServerShuttingDown):
@@ -250,6 +270,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	if cause := cl.StopCause(); errors.Is(cause, packets.ErrServerShuttingDown) || errors.Is(cause, packets.ErrSessionTakenOver) {
 		err = cause
 	}
+	h.b.providerGone(cl)
 	reason := disconnectReason(err)
 	refusal, refused := h.refused.LoadAndDelete(cl)
 	if refused {
@@ -280,8 +301,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 
 	defer h.lockSession(cl.ID)()
 	if cl.IsTakenOver() || errors.Is(cl.StopCause(), packets.ErrSessionTakenOver) || !h.owns(cl) {
-		return // the new connection owns the session
+		return // the new connection owns the session, and the presence record
 	}
+	// A will (its topic is kept once sent) is published on any disconnect
+	// but a clean one.
+	h.b.setPresence(cl, false, presenceReason(reason, cl.Properties.Will.TopicName != ""), time.Now())
 	if expire {
 		if _, was := h.persisted.LoadAndDelete(cl.ID); was {
 			h.writeAsync("session end", storage.DeleteSession(cl.ID))
@@ -366,14 +390,26 @@ func (h *hook) OnPacketSent(_ *mqtt.Client, pk packets.Packet, _ []byte) {
 }
 
 // OnPublish routes a publish by its topic and kind. $rec/<op>/<name> is a
-// record operation. A retained publish sets or deletes a record: it is
+// record operation; $rpc/<name> an RPC request and $rpc-response/<id> an
+// answer; $presence/get asks who is online. A retained publish sets or deletes a record: it is
 // acknowledged after the change is durable, and the record layer, not
 // mochi, publishes it (in version order). Anything else is an event, whose
 // payload is classified so that each subscriber gets it in its codec.
 // Will messages come here too (mochi patch), as their client's publish.
 func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
-	if rest, ok := strings.CutPrefix(pk.TopicName, recPrefix); ok {
-		return h.serveRecord(cl, pk, rest)
+	if t := pk.TopicName; t != "" && t[0] == '$' {
+		if rest, ok := strings.CutPrefix(t, recPrefix); ok {
+			return h.serveRecord(cl, pk, rest)
+		}
+		if name, ok := strings.CutPrefix(t, rpcPrefix); ok {
+			return h.serveRPC(cl, pk, name)
+		}
+		if id, ok := strings.CutPrefix(t, rpcAnswerPrefix); ok {
+			return h.serveAnswer(cl, pk, id)
+		}
+		if t == presenceGet {
+			return h.servePresenceGet(cl, pk)
+		}
 	}
 	clientCodec := h.b.clientCodec(cl)
 	c, err := codec.Classify(pk.Payload, pk.Properties.ContentType, clientCodec)
@@ -419,6 +455,11 @@ func (h *hook) setRecord(cl *mqtt.Client, pk packets.Packet, c, clientCodec code
 }
 
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
+	for i, f := range pk.Filters {
+		if i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code {
+			h.b.listening.subscribed(cl, f.Filter, true)
+		}
+	}
 	if !h.isPersisted(cl.ID) {
 		return
 	}
@@ -443,6 +484,9 @@ func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 }
 
 func (h *hook) OnUnsubscribed(cl *mqtt.Client, pk packets.Packet) {
+	for _, f := range pk.Filters {
+		h.b.listening.unsubscribed(cl, f.Filter)
+	}
 	if !h.isPersisted(cl.ID) || len(pk.Filters) == 0 {
 		return
 	}

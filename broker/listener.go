@@ -94,7 +94,7 @@ type tcpListener struct {
 
 var _ listeners.Listener = (*tcpListener)(nil)
 
-func listen(addr string, tlsConfig *tls.Config) (net.Listener, error) {
+func listenOn(addr string, tlsConfig *tls.Config) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err

@@ -62,6 +62,21 @@ type Metrics struct {
 
 	retainedStreams prometheus.Gauge   // clients being sent records for new subscriptions
 	retainedSent    prometheus.Counter // records sent to new subscriptions
+
+	rpcRequests  prometheus.Counter     // requests accepted for routing
+	rpcAnswers   prometheus.Counter     // providers' answers delivered (results and errors)
+	rpcLatency   prometheus.Histogram   // request to result, for answered calls
+	rpcErrors    *prometheus.CounterVec // error replies, by code
+	rpcReroutes  *prometheus.CounterVec // calls passed to another provider, by reason
+	listenNotify prometheus.Counter     // listening notifications sent
+}
+
+// rpcErrorCodes are the label values of hearth_rpc_errors_total; a
+// provider's own error codes are counted as "PROVIDER_ERROR", so that no
+// client chooses a label value.
+var rpcErrorCodes = map[string]bool{
+	codeNoProvider: true, codeTimeout: true, codeTooManyRequests: true, codeUnknownRequest: true,
+	codeDenied: true, record.CodeInvalidPayload: true, record.CodeInvalidName: true,
 }
 
 // NewMetrics creates the collectors; log receives store errors.
@@ -119,7 +134,30 @@ func NewMetrics(log *slog.Logger) *Metrics {
 		Name: "hearth_retained_sent_total",
 		Help: "Records sent to new subscriptions as retained messages.",
 	})
-	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps, m.retainedStreams, m.retainedSent)
+	m.rpcRequests = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearth_rpc_requests_total", Help: "RPC requests accepted for routing to a provider.",
+	})
+	m.rpcAnswers = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearth_rpc_answers_total", Help: "RPC answers of providers delivered to requesters (results and provider errors).",
+	})
+	m.rpcLatency = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "hearth_rpc_answer_seconds",
+		Help:    "Time from an RPC request to its provider's answer.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18), // 0.1ms .. 13s
+	})
+	m.rpcErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_rpc_errors_total",
+		Help: "RPC errors sent to requesters or providers, by code (TIMEOUT counts timeouts; PROVIDER_ERROR a provider's own error answers).",
+	}, []string{"code"})
+	m.rpcReroutes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_rpc_reroutes_total",
+		Help: "RPC requests passed to the next provider, by reason (rejected, disconnected, undeliverable).",
+	}, []string{"reason"})
+	m.listenNotify = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hearth_listen_notifications_total", Help: "Listening notifications sent to $listen subscribers.",
+	})
+	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps, m.retainedStreams, m.retainedSent,
+		m.rpcRequests, m.rpcAnswers, m.rpcLatency, m.rpcErrors, m.rpcReroutes, m.listenNotify)
 	return m
 }
 
@@ -198,6 +236,19 @@ func (m *Metrics) recordOp(op, code string, ok bool) {
 		code = "ok"
 	}
 	m.recordOps.WithLabelValues(op, code).Inc()
+}
+
+// rpcError counts an RPC error reply.
+func (m *Metrics) rpcError(code string) {
+	if !rpcErrorCodes[code] {
+		code = "PROVIDER_ERROR"
+	}
+	m.rpcErrors.WithLabelValues(code).Inc()
+}
+
+// rpcReroute counts a call passed on.
+func (m *Metrics) rpcReroute(reason string) {
+	m.rpcReroutes.WithLabelValues(reason).Inc()
 }
 
 // ObserveCommit is the storage.Options.OnCommit callback.

@@ -220,6 +220,7 @@ func (b *Broker) restore(now time.Time) error {
 			atomic.AddInt64(&srv.Info.Subscriptions, 1)
 		}
 		cl.State.Subscriptions.Add(s.Filter, sub)
+		b.listening.subscribed(cl, s.Filter, false)
 	}
 
 	inflight, err := b.store.Inflight()
@@ -242,6 +243,11 @@ func (b *Broker) restore(now time.Time) error {
 		}
 	}
 
+	offline, err := b.restorePresence(now)
+	if err != nil {
+		return err
+	}
+
 	if len(stale) > 0 {
 		if err := b.store.WriteAsync(stale...); err != nil {
 			return fmt.Errorf("restore: remove expired state: %w", err)
@@ -249,7 +255,7 @@ func (b *Broker) restore(now time.Time) error {
 	}
 	b.log.Info("restored state",
 		"sessions", srv.Clients.Len(), "subscriptions", len(subs), "inflight", len(inflight),
-		"records", b.records.Count(), "stale_entries_removed", len(stale))
+		"records", b.records.Count(), "stale_entries_removed", len(stale), "presence_marked_offline", offline)
 	return nil
 }
 

@@ -368,23 +368,51 @@ func unsigned(v any) (uint64, bool) {
 func (h *hook) reply(rq *request, body map[string]any) {
 	body["op"] = rq.op
 	body["name"] = rq.name
-	b, err := codec.Encode(body, rq.codec)
+	h.b.publishReply(replyTarget(rq.cl, rq.pk, rq.codec), body)
+}
+
+// replyTo is where a reply goes, and in what form.
+type replyTo struct {
+	client      string // the requester's id, for logs
+	topic       string
+	correlation []byte
+	qos         byte
+	codec       codec.Codec
+}
+
+// replyTarget is where the reply to pk, a request from cl, goes: its MQTT 5
+// Response Topic with its Correlation Data, else $reply/<client id>.
+func replyTarget(cl *mqtt.Client, pk packets.Packet, c codec.Codec) replyTo {
+	to := replyTo{client: cl.ID, topic: pk.Properties.ResponseTopic, correlation: pk.Properties.CorrelationData,
+		qos: pk.FixedHeader.Qos, codec: c}
+	if to.topic == "" {
+		to.topic = replyPrefix + cl.ID
+	}
+	return to
+}
+
+// publishReply publishes body in to's codec. An error reply (body has
+// "error") carries the code as the MQTT 5 user property "error" too, so a
+// requester whose successful replies are arbitrary payloads (RPC) can tell.
+func (b *Broker) publishReply(to replyTo, body map[string]any) {
+	p, err := codec.Encode(body, to.codec)
 	if err != nil { // cannot happen: body holds only document values
-		h.b.log.Error("reply not encoded", "client", rq.cl.ID, "op", rq.op, "record", rq.name, "error", err)
+		b.log.Error("reply not encoded", "client", to.client, "op", body["op"], "name", body["name"], "error", err)
 		return
 	}
-	topic := rq.pk.Properties.ResponseTopic
-	if topic == "" {
-		topic = replyPrefix + rq.cl.ID
+	var user []packets.UserProperty
+	if code, ok := body["error"].(string); ok {
+		user = []packets.UserProperty{{Key: errorProperty, Val: code}}
 	}
-	h.b.srv.PublishToSubscribers(packets.Packet{
-		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: rq.pk.FixedHeader.Qos},
-		TopicName:   topic,
-		Payload:     b,
+	b.srv.PublishToSubscribers(packets.Packet{
+		FixedHeader: packets.FixedHeader{Type: packets.Publish, Qos: to.qos},
+		TopicName:   to.topic,
+		Payload:     p,
 		Properties: packets.Properties{
-			CorrelationData: rq.pk.Properties.CorrelationData,
-			ContentType:     rq.codec.ContentType(),
+			CorrelationData: to.correlation,
+			ContentType:     to.codec.ContentType(),
+			User:            user,
 		},
-		Attachment: codec.NewPayload(b, rq.codec, codec.Limits{MaxSize: math.MaxInt32}),
+		Attachment: codec.NewPayload(p, to.codec, codec.Limits{MaxSize: math.MaxInt32}),
 	})
 }

@@ -1150,6 +1150,21 @@ func (s *Server) publishRetainedToClient(cl *Client, sub packets.Subscription, e
 	}
 }
 
+// PublishToClient sends pk to cl as a delivery for its subscription sub,
+// as a publish to a topic sub matches would be: for a hook that routes a
+// message to one subscriber of several (an RPC request) or sends one
+// subscriber a message of its own (a listening notification). It fails,
+// sending nothing, as SendRetained does, and with packets.CodeDisconnect
+// if cl is not connected (a QoS 1/2 message then waits in its session).
+// Hearth patch.
+func (s *Server) PublishToClient(cl *Client, sub packets.Subscription, pk packets.Packet) error {
+	if pk.Created == 0 {
+		pk.Created = time.Now().Unix()
+	}
+	_, err := s.publishToClient(cl, sub, pk)
+	return err
+}
+
 // SendRetained sends pk to cl as a retained message for its new
 // subscription sub: queued for writing, or for QoS 1/2 parked until the
 // client's receive quota allows. It fails, sending nothing, if the client's
