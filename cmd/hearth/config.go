@@ -30,8 +30,10 @@ type fileConfig struct {
 	MQTT    listenerFile `yaml:"mqtt"`
 	HTTP    listenerFile `yaml:"http"`
 	Limits  limitsFile   `yaml:"limits"`
-	Records recordsFile  `yaml:"records"`
-	Store   storeFile    `yaml:"store"`
+	Records  recordsFile  `yaml:"records"`
+	RPC      rpcFile      `yaml:"rpc"`
+	Presence presenceFile `yaml:"presence"`
+	Store    storeFile    `yaml:"store"`
 	// ShutdownTimeout bounds a graceful shutdown. Zero means 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -68,6 +70,16 @@ type recordsFile struct {
 	MaxNameLength int `yaml:"max_name_length"`
 	MaxDepth      int `yaml:"max_depth"`
 	CacheBytes    int `yaml:"cache_bytes"`
+}
+
+type rpcFile struct {
+	Timeout       time.Duration `yaml:"timeout"`
+	MaxPending    int           `yaml:"max_pending"`
+	HideRequester bool          `yaml:"hide_requester"`
+}
+
+type presenceFile struct {
+	KeepOffline time.Duration `yaml:"keep_offline"`
 }
 
 type storeFile struct {
@@ -258,6 +270,12 @@ func loadConfig(args []string) (*config, error) {
 			MaxDepth:   c.file.Records.MaxDepth,
 			CacheBytes: c.file.Records.CacheBytes,
 		},
+		RPC: broker.RPC{
+			Timeout:       c.file.RPC.Timeout,
+			MaxPending:    c.file.RPC.MaxPending,
+			HideRequester: c.file.RPC.HideRequester,
+		},
+		PresenceKeepOffline: c.file.Presence.KeepOffline,
 		Limits: broker.Limits{
 			MaxPacketSize:    c.file.Limits.MaxPacketSize,
 			MaxClients:       c.file.Limits.MaxClients,

@@ -117,6 +117,12 @@ records:
   max_name_length: 100
   max_depth: 8
   cache_bytes: 1048576
+rpc:
+  timeout: 2500ms
+  max_pending: 50
+  hide_requester: true
+presence:
+  keep_offline: 36h
 limits:
   max_packet_size: 65536
   max_clients: 100
@@ -174,6 +180,12 @@ func TestLoadConfigFileAndFlags(t *testing.T) {
 				}
 				if want := (broker.Records{MaxSize: 4096, MaxNameLen: 100, MaxDepth: 8, CacheBytes: 1 << 20}); c.broker.Records != want {
 					t.Errorf("records = %+v, want %+v", c.broker.Records, want)
+				}
+				if want := (broker.RPC{Timeout: 2500 * time.Millisecond, MaxPending: 50, HideRequester: true}); c.broker.RPC != want {
+					t.Errorf("rpc = %+v, want %+v", c.broker.RPC, want)
+				}
+				if c.broker.PresenceKeepOffline != 36*time.Hour {
+					t.Errorf("presence.keep_offline = %s, want 36h", c.broker.PresenceKeepOffline)
 				}
 				if c.store.CommitDelay != 2*time.Millisecond || c.store.MaxBatch != 128 || c.store.MaxSize != 64<<20 {
 					t.Errorf("store = %+v", c.store)
@@ -430,6 +442,16 @@ func TestLoadConfigProblems(t *testing.T) {
 				"PATH:3:3: limits.max_session_expiry: -1h0m0s is out of range",
 				"PATH:4:3: limits.max_clients: must not be negative",
 				"PATH:5:3: limits.max_pending_writes: must not be negative",
+			},
+		},
+		{
+			name: "rpc and presence out of range",
+			text: "rpc:\n  timeout: -1s\n  max_pending: -2\npresence:\n  keep_offline: 1500ms\n",
+			args: []string{"--config", "PATH"},
+			want: []string{
+				"PATH:2:3: rpc.timeout: -1s is outside 0s .. 24h",
+				"PATH:3:3: rpc.max_pending: must not be negative",
+				"PATH:5:3: presence.keep_offline: 1.5s is not a whole number of seconds",
 			},
 		},
 		{
