@@ -410,6 +410,13 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		if t == presenceGet {
 			return h.servePresenceGet(cl, pk)
 		}
+		if brokerOwned(t) {
+			// A will: mochi checks a client's own publishes with OnACLCheck,
+			// not its will.
+			h.b.metrics.errDenied.Inc()
+			h.b.log.Warn("will refused: $presence and $listen topics are the broker's", "client", cl.ID, "topic", t)
+			return pk, packets.ErrRejectPacket
+		}
 	}
 	clientCodec := h.b.clientCodec(cl)
 	c, err := codec.Classify(pk.Payload, pk.Properties.ContentType, clientCodec)

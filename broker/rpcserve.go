@@ -217,9 +217,10 @@ func asRPCError(err error) *rpcError {
 // rpcFailed logs, counts and replies an error to the requester of rc.
 func (b *Broker) rpcFailed(rc *rpcCall, name string, e *rpcError) {
 	b.metrics.rpcError(e.code)
-	level := b.log.Warn
-	if e.code == codeNoProvider || e.code == codeTimeout {
-		level = b.log.Info // a normal outcome, not a fault
+	level := b.log.Info // no provider, a timeout, a provider's error: outcomes, not faults
+	switch e.code {
+	case record.CodeInvalidPayload, record.CodeInvalidName, codeTooManyRequests:
+		level = b.log.Warn
 	}
 	level("rpc request failed", "client", rc.requester, "name", name, "code", e.code, "error", e.msg)
 	body := map[string]any{"error": e.code, "message": e.msg}
