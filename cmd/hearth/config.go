@@ -25,11 +25,11 @@ import (
 // fileConfig is the YAML configuration file. Every field is optional; the
 // zero value means the component's default. docs/CONFIG.md documents it.
 type fileConfig struct {
-	Data    string       `yaml:"data"`
-	Log     logConfig    `yaml:"log"`
-	MQTT    listenerFile `yaml:"mqtt"`
-	HTTP    listenerFile `yaml:"http"`
-	Limits  limitsFile   `yaml:"limits"`
+	Data     string       `yaml:"data"`
+	Log      logConfig    `yaml:"log"`
+	MQTT     listenerFile `yaml:"mqtt"`
+	HTTP     listenerFile `yaml:"http"`
+	Limits   limitsFile   `yaml:"limits"`
 	Records  recordsFile  `yaml:"records"`
 	RPC      rpcFile      `yaml:"rpc"`
 	Presence presenceFile `yaml:"presence"`
