@@ -272,6 +272,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.stopExpiry()
 		<-b.expiryEnded
 		b.retained.close()
+		b.rpc.Stop() // its requesters are gone
 	}()
 	b.log.Info("shutting down: disconnecting clients")
 	b.stopTimers()

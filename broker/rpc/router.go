@@ -223,6 +223,16 @@ func (r *Router[P]) Tried(c *Call[P]) int {
 	return len(c.tried)
 }
 
+// Stop ends every call in flight without calling onTimeout, for a broker
+// shutting down: no timer fires after it.
+func (r *Router[P]) Stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, c := range r.calls {
+		r.end(c)
+	}
+}
+
 // Pending is the number of calls in flight.
 func (r *Router[P]) Pending() int {
 	r.mu.Lock()

@@ -846,3 +846,29 @@ func TestConcurrentCallsEachEndExactlyOnce(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+// Stop ends every call without a timeout callback: nothing fires after a
+// shutdown.
+func TestStop(t *testing.T) {
+	var fired atomic.Int32
+	r := rpc.New[string](0, func(*rpc.Call[string]) { fired.Add(1) })
+	a, _ := r.Start("x", 20*time.Millisecond, nil)
+	b, _ := r.Start("y", 20*time.Millisecond, nil)
+	if _, err := r.Assign(a, []string{"p"}); err != nil {
+		t.Fatal(err)
+	}
+	r.Stop()
+	if n := r.Pending(); n != 0 {
+		t.Fatalf("Pending after Stop = %d, want 0", n)
+	}
+	if _, err := r.Answer(a.ID(), "p"); !errors.Is(err, rpc.ErrEnded) {
+		t.Errorf("Answer after Stop: %v, want ErrEnded", err)
+	}
+	if r.End(b) {
+		t.Errorf("End after Stop = true, want false")
+	}
+	time.Sleep(100 * time.Millisecond) // past both timeouts
+	if n := fired.Load(); n != 0 {
+		t.Errorf("onTimeout called %d times after Stop, want 0", n)
+	}
+}
