@@ -39,6 +39,9 @@ type brokerOpts struct {
 	// MQTTCodec and HTTPCodec are the listeners' default codecs, for
 	// clients that declare none; zero means JSON.
 	MQTTCodec, HTTPCodec codec.Codec
+	// RPC and PresenceKeepOffline are broker.Config's.
+	RPC                 broker.RPC
+	PresenceKeepOffline time.Duration
 }
 
 // testBroker is an in-process Hearth broker on random loopback ports, with
@@ -134,11 +137,13 @@ func (tb *testBroker) open(t testing.TB) {
 		t.Fatalf("storage.Open: %v", err)
 	}
 	b, err := broker.New(broker.Config{
-		MQTT:    broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.MQTTTLS, Codec: tb.opts.MQTTCodec},
-		HTTP:    broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.HTTPTLS, Codec: tb.opts.HTTPCodec},
-		Limits:  tb.opts.Limits,
-		Records: tb.opts.Records,
-		Logger:  tb.log,
+		MQTT:                broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.MQTTTLS, Codec: tb.opts.MQTTCodec},
+		HTTP:                broker.Listener{Addr: "127.0.0.1:0", TLS: tb.opts.HTTPTLS, Codec: tb.opts.HTTPCodec},
+		Limits:              tb.opts.Limits,
+		Records:             tb.opts.Records,
+		RPC:                 tb.opts.RPC,
+		PresenceKeepOffline: tb.opts.PresenceKeepOffline,
+		Logger:              tb.log,
 	}, st, m)
 	if err != nil {
 		_ = st.Close()

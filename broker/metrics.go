@@ -151,7 +151,7 @@ func NewMetrics(log *slog.Logger) *Metrics {
 	}, []string{"code"})
 	m.rpcReroutes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "hearth_rpc_reroutes_total",
-		Help: "RPC requests passed to the next provider, by reason (rejected, disconnected, undeliverable).",
+		Help: "RPC requests a provider gave back, by reason (rejected, disconnected, undeliverable): each went to the next provider, or failed with NO_PROVIDER.",
 	}, []string{"reason"})
 	m.listenNotify = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hearth_listen_notifications_total", Help: "Listening notifications sent to $listen subscribers.",

@@ -54,6 +54,7 @@ type rpcCall struct {
 
 	requester, user string
 	qos             byte
+	timeout         time.Duration
 
 	// The request: a payload (MQTT 5 with a Response Topic) or the
 	// envelope's data.
@@ -103,6 +104,7 @@ func (h *hook) serveRPC(cl *mqtt.Client, pk packets.Packet, name string) (packet
 	if err != nil {
 		return h.refuseRPC(cl, pk, rc, name, err)
 	}
+	rc.timeout = timeout
 	call, err := b.rpc.Start(name, timeout, rc)
 	if err != nil {
 		return h.refuseRPC(cl, pk, rc, name, rpcErrorf(codeTooManyRequests, "%d requests in flight: try again later", b.rpcLimits.MaxPending))
@@ -130,15 +132,18 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 		if err != nil {
 			return 0, err
 		}
+		// The id first: an error reply echoes it.
+		if id, ok := v["id"]; ok {
+			switch id.(type) {
+			case string, int64, uint64, float64:
+				rc.id = id
+			default:
+				return 0, rpcErrorf(record.CodeInvalidPayload, "id must be a string or a number")
+			}
+		}
 		for k, f := range v {
 			switch k {
 			case "id":
-				switch f.(type) {
-				case string, int64, uint64, float64:
-					rc.id = f
-				default:
-					return 0, rpcErrorf(record.CodeInvalidPayload, "id must be a string or a number")
-				}
 			case "data":
 				rc.data = f
 			case "timeout":
@@ -159,7 +164,11 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 	}
 	rc.payload, rc.class, rc.contentType = pk.Payload, class, pk.Properties.ContentType
 	for _, u := range pk.Properties.User {
-		if u.Key != timeoutProperty {
+		switch u.Key {
+		case requesterClientProperty, requesterUserProperty:
+			continue // the broker's to say: a requester cannot claim another's identity
+		case timeoutProperty:
+		default:
 			rc.props = append(rc.props, u)
 			continue
 		}
@@ -200,11 +209,17 @@ func (h *hook) decodeEnvelope(pk packets.Packet, c codec.Codec) (map[string]any,
 func (h *hook) refuseRPC(cl *mqtt.Client, pk packets.Packet, rc *rpcCall, name string, err error) (packets.Packet, error) {
 	e := asRPCError(err)
 	h.b.rpcFailed(rc, name, e)
-	if pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion >= 5 && !cl.Closed() {
-		h.refusePublish(cl, pk, rpcReason(e))
-		return pk, packets.ErrRejectPacket
+	if pk.FixedHeader.Qos == 0 || cl.Properties.ProtocolVersion < 5 || cl.Closed() {
+		return pk, packets.CodeSuccessIgnore
 	}
-	return pk, packets.CodeSuccessIgnore
+	code := rpcReason(e)
+	if code.Code < packets.ErrUnspecifiedError.Code {
+		// A success code (0x10): mochi acknowledges the publish with it,
+		// completing the QoS 2 flow as for any accepted publish.
+		return pk, code
+	}
+	h.refusePublish(cl, pk, code)
+	return pk, packets.ErrRejectPacket
 }
 
 func asRPCError(err error) *rpcError {
@@ -437,12 +452,14 @@ type answer struct {
 func (h *hook) parseAnswer(cl *mqtt.Client, pk packets.Packet) (answer, error) {
 	var a answer
 	if cl.Properties.ProtocolVersion >= 5 {
+		hasError := false
 		for _, u := range pk.Properties.User {
 			if u.Key == errorProperty {
+				hasError = true
 				a.code, a.message = u.Val, truncateUTF8(strings.ToValidUTF8(string(pk.Payload), "\uFFFD"), 1024)
 			}
 		}
-		if a.code != "" && !validErrorCode(a.code) {
+		if hasError && !validErrorCode(a.code) {
 			return a, rpcErrorf(record.CodeInvalidPayload, "error code %q: use 1 to 64 of A-Z, 0-9 and _", a.code)
 		}
 		return a, nil
@@ -498,7 +515,7 @@ func validErrorCode(s string) bool {
 func answerError(err error, id uint64) *rpcError {
 	switch {
 	case errors.Is(err, rpc.ErrNotHolder):
-		return rpcErrorf(codeDenied, "request %d is not yours to answer: it was passed to another provider", id)
+		return rpcErrorf(codeDenied, "request %d is not yours to answer: it was not given to you, or was passed on", id)
 	case errors.Is(err, rpc.ErrEnded):
 		return rpcErrorf(codeUnknownRequest, "request %d has ended already (answered, timed out or failed): answer dropped", id)
 	}
@@ -592,8 +609,8 @@ func (b *Broker) answerData(pk packets.Packet, p provider) (any, error) {
 
 // rpcTimedOut is the Router's timeout callback.
 func (b *Broker) rpcTimedOut(call *rpc.Call[provider]) {
-	b.rpcFailed(call.Data.(*rpcCall), call.Name(),
-		rpcErrorf(codeTimeout, "no answer within %s", time.Since(call.Started()).Round(time.Millisecond)))
+	rc := call.Data.(*rpcCall)
+	b.rpcFailed(rc, call.Name(), rpcErrorf(codeTimeout, "no answer within %s", rc.timeout))
 }
 
 // providerGone passes on the calls a disconnected provider held.

@@ -917,13 +917,21 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 		pk.FixedHeader.Qos = s.Options.Capabilities.MaximumQos // [MQTT-3.2.2-9] Reduce qos based on server max qos capability
 	}
 
+	ackCode := packets.CodeSuccess
 	pkx, err := s.hooks.OnPublish(cl, pk)
+	var hookCode packets.Code
 	if err == nil {
 		pk = pkx
 	} else if errors.Is(err, packets.ErrRejectPacket) {
 		return nil
 	} else if errors.Is(err, packets.CodeSuccessIgnore) {
 		pk.Ignore = true
+	} else if errors.As(err, &hookCode) && hookCode.Code < packets.ErrUnspecifiedError.Code {
+		// Hearth patch: a hook that processed the publish itself may have it
+		// acknowledged with another success code (0x10 no matching
+		// subscribers), the QoS 2 flow completing as usual.
+		pk.Ignore = true
+		ackCode = hookCode
 	} else if cl.Properties.ProtocolVersion == 5 && pk.FixedHeader.Qos > 0 && errors.As(err, new(packets.Code)) {
 		err = cl.WritePacket(s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, err.(packets.Code)))
 		if err != nil {
@@ -946,9 +954,12 @@ func (s *Server) processPublish(cl *Client, pk packets.Packet) error {
 	}
 
 	cl.State.Inflight.DecreaseReceiveQuota()
-	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, packets.CodeSuccess) // [MQTT-4.3.2-4] Hearth patch: was QosCodes[qos], 0x01 is not a PUBACK reason code
+	ack := s.buildAck(pk.PacketID, packets.Puback, 0, pk.Properties, ackCode) // [MQTT-4.3.2-4] Hearth patch: was QosCodes[qos], 0x01 is not a PUBACK reason code
 	if pk.FixedHeader.Qos == 2 {
-		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, packets.CodeSuccess) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
+		ack = s.buildAck(pk.PacketID, packets.Pubrec, 0, pk.Properties, ackCode) // [MQTT-3.3.4-1] [MQTT-4.3.3-8]
+	}
+	if ackCode.Code != packets.CodeSuccess.Code {
+		ack.Properties.ReasonString = ackCode.Reason // Hearth patch: say why, as buildAck does for a failure
 	}
 
 	if ok := cl.State.Inflight.Set(ack); ok {

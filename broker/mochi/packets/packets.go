@@ -711,7 +711,10 @@ func (pk *Packet) encodePubAckRelRecComp(buf *bytes.Buffer) error {
 		pb := mempool.GetBuffer()
 		defer mempool.PutBuffer(pb)
 		pk.Properties.Encode(pk.FixedHeader.Type, pk.Mods, pb, nb.Len())
-		if pk.ReasonCode >= ErrUnspecifiedError.Code || pb.Len() > 1 {
+		// Hearth patch: upstream left out any reason code below 0x80 without
+		// properties, turning 0x10 into success; only 0x00 may be left out
+		// (MQTT 5.0 section 3.4.2.1).
+		if pk.ReasonCode != CodeSuccess.Code || pb.Len() > 1 {
 			nb.WriteByte(pk.ReasonCode)
 		}
 
