@@ -123,21 +123,15 @@ func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return
 // OnACLCheck guards the broker's namespaces. $reply/<client id> belongs to
 // that client alone: mochi asks with write false both for a SUBSCRIBE's
 // filters and for every delivery, so a filter that slipped through would
-// still deliver nothing. Only the broker publishes $presence records and
-// $listen notifications (mochi refuses such a publish as it does any the
-// ACL denies). Everything else is allowed: Hearth has no permissions yet.
+// still deliver nothing. (OnPublish refuses publishes to $presence and
+// $listen topics.) Everything else is allowed: Hearth has no permissions
+// yet.
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	if cl.Net.Inline || topic == "" || topic[0] != '$' {
 		return true // the common case, on every delivery
 	}
 	if write {
-		if !brokerOwned(topic) {
-			return true
-		}
-		h.b.metrics.errDenied.Inc()
-		h.b.log.Warn("publish refused: $presence and $listen topics are the broker's",
-			"client", cl.ID, "remote", cl.Net.Remote, "topic", topic)
-		return false
+		return true // OnPublish refuses the broker's topics, aliases resolved
 	}
 	rest, ok := replyTopicRest(topic)
 	if !ok || ownsReplyTopic(cl.ID, rest) {
@@ -272,6 +266,11 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 	}
 	h.b.providerGone(cl)
 	reason := disconnectReason(err)
+	if h.b.stopping.Load() && reason != "disconnect" {
+		// The broker's DISCONNECT 0x8B is written before the client is
+		// stopped: a client that closes on reading it wins the race.
+		reason = "server shutdown"
+	}
 	refusal, refused := h.refused.LoadAndDelete(cl)
 	if refused {
 		reason = "publish refused"
@@ -333,6 +332,27 @@ func (h *hook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet,
 	return pk, nil // mochi drops publishes to $SYS after this
 }
 
+// refuseBrokerTopic refuses a publish to a topic only the broker publishes
+// to, as a publish to $SYS is refused: QoS 0 is dropped; QoS 1/2 gets 0x87
+// (MQTT 5) or closes the connection (3.1.1, which has no negative
+// acknowledgement). A will (its client is gone) is dropped. It runs in
+// OnPublish, not OnPacketRead, so that a topic alias is resolved.
+func (h *hook) refuseBrokerTopic(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	h.b.metrics.errDenied.Inc()
+	what := "publish"
+	if isWill(pk) {
+		what = "will"
+	}
+	h.b.log.Warn(what+" refused: $presence and $listen topics are the broker's",
+		"client", cl.ID, "remote", cl.Net.Remote, "topic", pk.TopicName, "qos", pk.FixedHeader.Qos)
+	h.refusePublish(cl, pk, packets.ErrNotAuthorized)
+	return pk, packets.ErrRejectPacket
+}
+
+// isWill reports whether pk is a will being published (mochi patch: its
+// client may not be closed yet).
+func isWill(pk packets.Packet) bool { return pk.Connect.WillFlag }
+
 // isSysTopic reports whether topic is under $SYS, in any case, as mochi
 // matches it; it runs for every PUBLISH, so it does not allocate.
 func isSysTopic(topic string) bool {
@@ -344,7 +364,7 @@ func isSysTopic(topic string) bool {
 // negative acknowledgement, is disconnected if it expects one. It reports
 // whether it closed the connection.
 func (h *hook) refusePublish(cl *mqtt.Client, pk packets.Packet, code packets.Code) (closed bool) {
-	if pk.FixedHeader.Qos == 0 || cl.Closed() { // a will's client is gone
+	if pk.FixedHeader.Qos == 0 || isWill(pk) || cl.Closed() { // a will's client is going: nothing to answer
 		return false
 	}
 	if cl.Properties.ProtocolVersion < 5 {
@@ -411,11 +431,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 			return h.servePresenceGet(cl, pk)
 		}
 		if brokerOwned(t) {
-			// A will: mochi checks a client's own publishes with OnACLCheck,
-			// not its will.
-			h.b.metrics.errDenied.Inc()
-			h.b.log.Warn("will refused: $presence and $listen topics are the broker's", "client", cl.ID, "topic", t)
-			return pk, packets.ErrRejectPacket
+			return h.refuseBrokerTopic(cl, pk)
 		}
 	}
 	clientCodec := h.b.clientCodec(cl)

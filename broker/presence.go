@@ -23,7 +23,7 @@ const (
 // Why a client went offline, as its presence record says.
 const (
 	offlineClean    = "clean"    // it sent DISCONNECT
-	offlineWill     = "will"     // it went without DISCONNECT (or with DISCONNECT 0x04) and had a will, which was published
+	offlineWill     = "will"     // it went without DISCONNECT (or with DISCONNECT 0x04) and had a will
 	offlineTimeout  = "timeout"  // its keepalive expired (a will is published too)
 	offlineError    = "error"    // it went without DISCONNECT and had no will: connection lost, protocol error
 	offlineShutdown = "shutdown" // the broker shut down
@@ -110,8 +110,6 @@ func presenceReason(reason string, hadWill bool) string {
 	switch reason {
 	case "disconnect":
 		return offlineClean
-	case "disconnect with will":
-		return offlineWill
 	case "keepalive timeout":
 		return offlineTimeout
 	case "server shutdown":
@@ -158,6 +156,9 @@ func (h *hook) servePresenceGet(cl *mqtt.Client, pk packets.Packet) (packets.Pac
 	rq := &request{cl: cl, pk: pk, op: "get", name: strings.TrimSuffix(presencePrefix, "/"), codec: h.b.clientCodec(cl)}
 	prefix := ""
 	if len(pk.Payload) > 0 {
+		if c, err := codec.Classify(pk.Payload, pk.Properties.ContentType, rq.codec); err == nil && c == 0 {
+			return h.fail(rq, invalidPayload("$presence/get takes no payload or {\"prefix\": \"...\"}"), false)
+		}
 		v, err := h.requestValue(rq)
 		if err != nil {
 			return h.fail(rq, err, false)

@@ -126,7 +126,7 @@ func (h *hook) fail(rq *request, err error, closeV3 bool) (packets.Packet, error
 		}
 	}
 	h.reply(rq, body)
-	if rq.pk.FixedHeader.Qos == 0 || rq.cl.Closed() {
+	if rq.pk.FixedHeader.Qos == 0 || isWill(rq.pk) || rq.cl.Closed() {
 		return rq.pk, packets.CodeSuccessIgnore
 	}
 	if rq.cl.Properties.ProtocolVersion >= 5 || closeV3 {

@@ -209,7 +209,7 @@ func (h *hook) decodeEnvelope(pk packets.Packet, c codec.Codec) (map[string]any,
 func (h *hook) refuseRPC(cl *mqtt.Client, pk packets.Packet, rc *rpcCall, name string, err error) (packets.Packet, error) {
 	e := asRPCError(err)
 	h.b.rpcFailed(rc, name, e)
-	if pk.FixedHeader.Qos == 0 || cl.Properties.ProtocolVersion < 5 || cl.Closed() {
+	if pk.FixedHeader.Qos == 0 || cl.Properties.ProtocolVersion < 5 || isWill(pk) || cl.Closed() {
 		return pk, packets.CodeSuccessIgnore
 	}
 	code := rpcReason(e)
@@ -530,7 +530,7 @@ func (h *hook) refuseAnswer(cl *mqtt.Client, pk packets.Packet, id string, e err
 	h.b.log.Warn("rpc answer refused", "provider", cl.ID, "id", id, "code", re.code, "error", re.msg)
 	h.b.publishReply(replyTarget(cl, pk, h.b.clientCodec(cl)),
 		map[string]any{"op": "answer", "name": rpcAnswerPrefix + id, "error": re.code, "message": re.msg})
-	if pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion >= 5 && !cl.Closed() {
+	if pk.FixedHeader.Qos > 0 && cl.Properties.ProtocolVersion >= 5 && !isWill(pk) && !cl.Closed() {
 		h.refusePublish(cl, pk, rpcReason(re))
 		return pk, packets.ErrRejectPacket
 	}

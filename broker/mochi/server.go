@@ -1593,6 +1593,10 @@ func (s *Server) sendLWT(cl *Client) {
 		},
 		Origin:  cl.ID,
 		Created: time.Now().Unix(),
+		// Hearth patch: marks the packet as a will for the OnPublish hooks,
+		// which cannot tell it from the client's own publish otherwise (its
+		// client is not closed yet).
+		Connect: packets.ConnectParams{WillFlag: true},
 	}
 
 	if cl.Properties.Will.WillDelayInterval > 0 {
