@@ -39,9 +39,8 @@ func (n listenNote) String() string {
 func on(topic, filter string) listenNote  { return listenNote{topic, filter, true} }
 func off(topic, filter string) listenNote { return listenNote{topic, filter, false} }
 
-// parseListenNote decodes a notification payload, which must be exactly
-// {"filter": <text>, "subscribed": <bool>} in JSON (or CBOR if isCBOR).
-func parseListenNote(t testing.TB, topic string, payload []byte, isCBOR bool) listenNote {
+// decodeDoc decodes a JSON (or CBOR if isCBOR) object received on topic.
+func decodeDoc(t testing.TB, topic string, payload []byte, isCBOR bool) map[string]any {
 	t.Helper()
 	var doc map[string]any
 	var err error
@@ -51,8 +50,16 @@ func parseListenNote(t testing.TB, topic string, payload []byte, isCBOR bool) li
 		err = json.Unmarshal(payload, &doc)
 	}
 	if err != nil {
-		t.Fatalf("notification on %s: payload %q (cbor %v) not decodable: %v", topic, payload, isCBOR, err)
+		t.Fatalf("%s: payload %q (cbor %v) not decodable: %v", topic, payload, isCBOR, err)
 	}
+	return doc
+}
+
+// parseListenNote decodes a notification payload, which must be exactly
+// {"filter": <text>, "subscribed": <bool>} in JSON (or CBOR if isCBOR).
+func parseListenNote(t testing.TB, topic string, payload []byte, isCBOR bool) listenNote {
+	t.Helper()
+	doc := decodeDoc(t, topic, payload, isCBOR)
 	filter, ok1 := doc["filter"].(string)
 	subscribed, ok2 := doc["subscribed"].(bool)
 	if !ok1 || !ok2 || len(doc) != 2 {

@@ -62,16 +62,7 @@ var presenceSince = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d
 // exactly when offline; nothing else.
 func parsePresence(t testing.TB, topic string, payload []byte, isCBOR bool) presence {
 	t.Helper()
-	var doc map[string]any
-	var err error
-	if isCBOR {
-		err = cborDec.Unmarshal(payload, &doc)
-	} else {
-		err = json.Unmarshal(payload, &doc)
-	}
-	if err != nil {
-		t.Fatalf("%s: payload %q (cbor %v) not decodable: %v", topic, payload, isCBOR, err)
-	}
+	doc := decodeDoc(t, topic, payload, isCBOR)
 	var p presence
 	var ok bool
 	bad := func(what string) {
@@ -85,6 +76,7 @@ func parsePresence(t testing.TB, topic string, payload []byte, isCBOR bool) pres
 	if !ok || !presenceSince.MatchString(since) {
 		bad("since is not RFC 3339 UTC with milliseconds")
 	}
+	var err error
 	if p.Since, err = time.Parse(time.RFC3339Nano, since); err != nil {
 		bad("since does not parse")
 	}
@@ -422,7 +414,6 @@ func TestPresenceSlashInClientID(t *testing.T) {
 		}
 	}
 }
-
 
 // A client going offline is recorded with why, and the record then expires
 // after presence.keep_offline (7 days by default).
