@@ -151,7 +151,7 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 				if !ok || ms == 0 {
 					return 0, rpcErrorf(record.CodeInvalidPayload, "timeout must be a whole number of milliseconds from 1")
 				}
-				timeout = min(timeout, time.Duration(min(ms, 1<<40))*time.Millisecond)
+				timeout = lowerTimeout(timeout, ms)
 			default:
 				return 0, rpcErrorf(record.CodeInvalidPayload, "unknown field %q: a request is {\"id\": ..., \"data\": ..., \"timeout\": ms}", k)
 			}
@@ -166,19 +166,24 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 	for _, u := range pk.Properties.User {
 		switch u.Key {
 		case requesterClientProperty, requesterUserProperty:
-			continue // the broker's to say: a requester cannot claim another's identity
+			// The broker's to say: a requester cannot claim another's identity.
 		case timeoutProperty:
+			ms, err := strconv.ParseUint(u.Val, 10, 64)
+			if err != nil || ms == 0 {
+				return 0, rpcErrorf(record.CodeInvalidPayload, "user property timeout %q is not a whole number of milliseconds from 1", u.Val)
+			}
+			timeout = lowerTimeout(timeout, ms)
 		default:
 			rc.props = append(rc.props, u)
-			continue
 		}
-		ms, err := strconv.ParseUint(u.Val, 10, 64)
-		if err != nil || ms == 0 {
-			return 0, rpcErrorf(record.CodeInvalidPayload, "user property timeout %q is not a whole number of milliseconds from 1", u.Val)
-		}
-		timeout = min(timeout, time.Duration(min(ms, 1<<40))*time.Millisecond)
 	}
 	return timeout, nil
+}
+
+// lowerTimeout is the timeout of a request that asks for ms milliseconds:
+// it may ask for less than the broker's, not more.
+func lowerTimeout(broker time.Duration, ms uint64) time.Duration {
+	return min(broker, time.Duration(min(ms, 1<<40))*time.Millisecond)
 }
 
 // decodeEnvelope decodes the JSON or CBOR object of an envelope request or
@@ -264,7 +269,7 @@ func (b *Broker) route(call *rpc.Call[provider]) error {
 		p, err := b.rpc.Assign(call, cands)
 		switch {
 		case errors.Is(err, rpc.ErrEnded):
-			return nil // timed out meanwhile: already answered
+			return nil // timed out meanwhile: its requester has had TIMEOUT
 		case err != nil && b.rpc.Tried(call) == 0:
 			return rpcErrorf(codeNoProvider, "no provider for %q", call.Name())
 		case err != nil:
