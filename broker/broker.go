@@ -46,6 +46,7 @@ type Broker struct {
 	// that against the publishing of changes.
 	retained    *retainedSender
 	recordLocks recordLocks
+	published   atomic.Uint64 // records published live, in order (see retainedRequest.since)
 
 	rpc          *rpc.Router[provider]
 	rpcLimits    RPC

@@ -551,6 +551,9 @@ func (h *hook) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
 // OnPublishDropped counts messages dropped because a client's outbound
 // queue was full, logging at most once a second with the count since.
 func (h *hook) OnPublishDropped(cl *mqtt.Client, pk packets.Packet) {
+	if pk.FixedHeader.Retain {
+		h.b.retained.noteDropped(cl, pk.TopicName)
+	}
 	h.b.metrics.errDropped.Inc()
 	n := h.drops.Add(1)
 	now := time.Now().UnixNano()

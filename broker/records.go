@@ -28,6 +28,7 @@ func (p recordPublisher) PublishRecord(r record.Record, payload *codec.Payload) 
 	mu := p.b.recordLock(r.Name) // see retainedSender.send
 	mu.Lock()
 	defer mu.Unlock()
+	mu.notePublished(r.Name, p.b.published.Add(1), p.b.retained.streaming.Load() > 0)
 	p.b.srv.PublishToSubscribers(pk)
 }
 

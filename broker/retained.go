@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hearth-iot/hearth/broker/record"
@@ -49,6 +50,10 @@ type retainedSender struct {
 	clients map[*mqtt.Client]*retainedQueue
 	wg      sync.WaitGroup
 	stop    chan struct{} // closed by close
+
+	// streaming is len(clients), read without mu by the publishers, which
+	// note what they publish only while some stream runs.
+	streaming atomic.Int64
 }
 
 // retainedQueue is one client's waiting subscriptions. gen holds the newest
@@ -57,11 +62,19 @@ type retainedSender struct {
 type retainedQueue struct {
 	reqs []retainedRequest
 	gen  map[string]uint64
+	// dropped holds the records whose live publish to the client was
+	// dropped while its streams ran.
+	dropped map[string]bool
 }
 
 type retainedRequest struct {
 	sub packets.Subscription
 	gen uint64
+	// since is the publish sequence (Broker.published) when the request
+	// was made, the subscription being in mochi's index already: a record
+	// published live after it has reached the client that way, and is not
+	// sent again.
+	since uint64
 }
 
 func newRetainedSender(b *Broker) *retainedSender {
@@ -90,9 +103,10 @@ func (s *retainedSender) request(cl *mqtt.Client, sub packets.Subscription) {
 	if !running {
 		q = &retainedQueue{gen: make(map[string]uint64)}
 		s.clients[cl] = q
+		s.streaming.Add(1)
 	}
 	q.gen[sub.Filter]++
-	q.reqs = append(q.reqs, retainedRequest{sub: sub, gen: q.gen[sub.Filter]})
+	q.reqs = append(q.reqs, retainedRequest{sub: sub, gen: q.gen[sub.Filter], since: s.b.published.Load()})
 	if !running {
 		s.wg.Add(1)
 		s.b.metrics.retainedStreams.Inc()
@@ -119,6 +133,7 @@ func (s *retainedSender) run(cl *mqtt.Client, q *retainedQueue) {
 		s.mu.Lock()
 		if len(q.reqs) == 0 {
 			delete(s.clients, cl)
+			s.streaming.Add(-1)
 			s.mu.Unlock()
 			s.b.metrics.retainedStreams.Dec()
 			return
@@ -214,7 +229,21 @@ func (s *retainedSender) send(cl *mqtt.Client, q *retainedQueue, req retainedReq
 		// read reaches the client after this version, never before it.
 		mu := b.recordLock(name)
 		mu.Lock()
+		if seq, ok := mu.published[name]; ok && seq > req.since && !s.wasDropped(q, name) {
+			mu.Unlock()
+			return true // published live since the subscription: the client has it
+		}
 		r, err := b.records.Peek(name)
+		if err == nil && b.records.Busy(name) {
+			// A change is being applied: what was read may be committed
+			// but not yet published, and it will reach the client live.
+			// Sent now, it would arrive twice: read again once published.
+			mu.Unlock()
+			if !s.sleep(retainedPollMin) {
+				return false
+			}
+			continue
+		}
 		if err != nil {
 			mu.Unlock()
 			if record.CodeOf(err) != record.CodeNotFound {
@@ -237,6 +266,38 @@ func (s *retainedSender) send(cl *mqtt.Client, q *retainedQueue, req retainedReq
 			return false // the client is gone
 		}
 	}
+}
+
+// sleep waits d, or returns false if the broker stops first.
+func (s *retainedSender) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// noteDropped notes that a record publish to cl was dropped (its queue or
+// inflight store was full), so that cl's stream sends the record even if
+// it was published live meanwhile. It is called under the record's lock.
+func (s *retainedSender) noteDropped(cl *mqtt.Client, name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if q, ok := s.clients[cl]; ok {
+		if q.dropped == nil {
+			q.dropped = make(map[string]bool)
+		}
+		q.dropped[name] = true
+	}
+}
+
+func (s *retainedSender) wasDropped(q *retainedQueue, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return q.dropped[name]
 }
 
 // waitRoom waits until cl has room for a retained message of req: few
@@ -291,11 +352,36 @@ func retainedPacket(r record.Record, lim record.Limits) packets.Packet {
 
 // recordLocks serialise, per record, publishing a change to subscribers
 // and sending the record to a new subscription (striped by name).
-type recordLocks [256]sync.Mutex
+type recordLocks [256]recordLock
+
+// recordLock is one stripe of recordLocks. While retained streams run, it
+// notes the publish sequence of each record published live, so that a
+// stream does not send again what its subscription has had live (see
+// retainedRequest.since). A stripe's notes are dropped at its first publish
+// with no stream running; with streams running back to back they grow to
+// at most one entry per record published meanwhile.
+type recordLock struct {
+	sync.Mutex
+	published map[string]uint64
+}
 
 var recordLockSeed = maphash.MakeSeed()
 
 // recordLock returns the lock of record name.
-func (b *Broker) recordLock(name string) *sync.Mutex {
+func (b *Broker) recordLock(name string) *recordLock {
 	return &b.recordLocks[maphash.String(recordLockSeed, name)%uint64(len(b.recordLocks))]
+}
+
+// notePublished notes record name's live publish seq, under its lock,
+// while streams run; with none running it drops the stripe's notes, which
+// no stream can use (a new stream's since is above every one of them).
+func (l *recordLock) notePublished(name string, seq uint64, streaming bool) {
+	switch {
+	case streaming && l.published == nil:
+		l.published = map[string]uint64{name: seq}
+	case streaming:
+		l.published[name] = seq
+	default:
+		l.published = nil
+	}
 }

@@ -416,6 +416,17 @@ func (r *Records) writeOnce(name string, batch []*call, fromStore bool) error {
 	return nil
 }
 
+// Busy reports whether a change of record name is being applied: read,
+// written or published. A reader that must not see a change before its
+// subscribers are sent it (the retained stream) reads, then checks Busy:
+// false means what it read has been published, if it was changed at all.
+func (r *Records) Busy(name string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.queues[name]
+	return ok
+}
+
 // Combined returns how many changes were written in a batch with changes
 // of other operations on the same record.
 func (r *Records) Combined() int64 { return r.combined.Load() }
