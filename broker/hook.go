@@ -480,7 +480,7 @@ func (h *hook) setRecord(cl *mqtt.Client, pk packets.Packet, c, clientCodec code
 func (h *hook) OnSubscribed(cl *mqtt.Client, pk packets.Packet, codes []byte) {
 	for i, f := range pk.Filters {
 		if i < len(codes) && codes[i] < packets.ErrUnspecifiedError.Code {
-			h.b.listening.subscribed(cl, f.Filter, true)
+			h.b.listening.subscribed(cl, f, true)
 		}
 	}
 	if !h.isPersisted(cl.ID) {

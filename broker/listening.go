@@ -2,7 +2,6 @@ package broker
 
 import (
 	"errors"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -44,19 +43,24 @@ func newListening(b *Broker) *listening {
 	}
 }
 
-// subscribed records cl's new subscription to filter, notifying the
-// listeners if it is its filter's first. A listen subscription is recorded
-// as a listener; it is told the current state once its SUBACK is out
-// (sendState). notify false records without notifying: for sessions being
-// restored, whose clients are not connected.
-func (l *listening) subscribed(cl *mqtt.Client, filter string, notify bool) {
+// subscribed records cl's new subscription sub, notifying the listeners if
+// it is its filter's first. notify false records without notifying: for
+// sessions being restored, whose clients are not connected.
+//
+// A listen subscription becomes a listener once its SUBACK is out, in
+// sendState, which tells it the current state under the same lock, so that
+// no change is told twice or missed. One that asks for no retained
+// messages (Retain Handling 2) gets no sendState, so it becomes a listener
+// here. (Retain Handling 1 gets sendState when new, and was a listener
+// already when not.)
+func (l *listening) subscribed(cl *mqtt.Client, sub packets.Subscription, notify bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	filter := sub.Filter
 	if lf, ok := strings.CutPrefix(filter, listenPrefix); ok {
-		if l.listeners[lf] == nil {
-			l.listeners[lf] = make(map[string]struct{})
+		if !notify || sub.RetainHandling == 2 {
+			l.addListener(lf, cl.ID)
 		}
-		l.listeners[lf][cl.ID] = struct{}{}
 		return
 	}
 	f := listen.Watched(filter)
@@ -76,6 +80,13 @@ func (l *listening) subscribed(cl *mqtt.Client, filter string, notify bool) {
 	if len(subs) == 1 && notify {
 		l.notifyAll(f, true)
 	}
+}
+
+func (l *listening) addListener(lf, id string) {
+	if l.listeners[lf] == nil {
+		l.listeners[lf] = make(map[string]struct{})
+	}
+	l.listeners[lf][id] = struct{}{}
 }
 
 // unsubscribed records that cl's subscription to filter is gone, notifying
@@ -105,16 +116,26 @@ func (l *listening) unsubscribed(cl *mqtt.Client, filter string) {
 	}
 }
 
-// sendState tells cl, which has just subscribed to sub (a $listen filter),
-// of every filter in use that overlaps it, in filter order.
+// sendState makes cl, which has just subscribed to sub (a $listen filter),
+// a listener, and tells it of every filter in use that overlaps it, in
+// filter order.
 func (l *listening) sendState(cl *mqtt.Client, sub packets.Subscription) {
 	lf := strings.TrimPrefix(sub.Filter, listenPrefix)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, f := range slices.Sorted(maps.Keys(l.watched)) {
+	if _, ok := cl.State.Subscriptions.Get(sub.Filter); !ok {
+		return // unsubscribed meanwhile
+	}
+	l.addListener(lf, cl.ID)
+	var in []string
+	for f := range l.watched {
 		if listen.Overlap(lf, f) {
-			l.notify(cl, sub, lf, f, true)
+			in = append(in, f)
 		}
+	}
+	slices.Sort(in)
+	for _, f := range in {
+		l.notify(cl, sub, lf, f, true)
 	}
 }
 

@@ -801,3 +801,52 @@ func TestListenMosquittoSub(t *testing.T) {
 		t.Fatalf("mosquitto_sub printed %q, want %v", out.String(), want)
 	}
 }
+
+// A SUBSCRIBE carrying both a listen filter and a filter it overlaps tells
+// the listener of that filter once, whichever comes first in the packet:
+// as state after the SUBACK, not also as a change.
+func TestListenAndSubscribeInOneSubscribe(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		order []string
+		rh    byte // the listen subscription's Retain Handling: 1 is state too, for a new one
+	}{{[]string{"$listen/a/#", "a/b"}, 0}, {[]string{"a/b", "$listen/a/#"}, 0}, {[]string{"$listen/a/#", "a/b"}, 1}} {
+		order := tc.order
+		t.Run(fmt.Sprintf("%s,rh%d", strings.Join(order, ","), tc.rh), func(t *testing.T) {
+			t.Parallel()
+			tb := startBroker(t, brokerOpts{})
+			s := newListenSentinel(t, tb, "a/sentinel-%d")
+			l := connectV5(t, tb.MQTTAddr, nil)
+			var opts []paho.SubscribeOptions
+			for _, f := range order {
+				o := paho.SubscribeOptions{Topic: f, QoS: 0}
+				if strings.HasPrefix(f, "$listen/") {
+					o.RetainHandling = tc.rh
+				}
+				opts = append(opts, o)
+			}
+			l.subscribeOpts(t, opts...)
+			got := s.before(t, func() listenNote { return nextNote(t, l) })
+			if want := []listenNote{on("$listen/a/b", "a/b")}; !slices.Equal(got, want) {
+				t.Fatalf("listener received %v before the sentinel, want %v exactly once", got, want)
+			}
+		})
+	}
+}
+
+// A listen subscription with Retain Handling 2 is sent no state, but it is
+// a listener all the same: it is told of the changes after it.
+func TestListenRetainHandling2GetsChanges(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{})
+	sub := connectV5(t, tb.MQTTAddr, nil)
+	sub.subscribe(t, "rh/old", 0)
+	l := connectV5(t, tb.MQTTAddr, nil)
+	l.subscribeOpts(t, paho.SubscribeOptions{Topic: "$listen/rh/#", QoS: 0, RetainHandling: 2})
+	sub.subscribe(t, "rh/new", 0)
+	expectNote(t, l, on("$listen/rh/new", "rh/new")) // not rh/old: no state
+	sub.unsubscribe(t, "rh/old")
+	expectNote(t, l, off("$listen/rh/old", "rh/old"))
+	sub.unsubscribe(t, "rh/new")
+	expectNote(t, l, off("$listen/rh/new", "rh/new"))
+}

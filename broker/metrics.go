@@ -76,7 +76,7 @@ type Metrics struct {
 // client chooses a label value.
 var rpcErrorCodes = map[string]bool{
 	codeNoProvider: true, codeTimeout: true, codeTooManyRequests: true, codeUnknownRequest: true,
-	codeDenied: true, record.CodeInvalidPayload: true, record.CodeInvalidName: true,
+	codeDenied: true, record.CodeInvalidPayload: true, record.CodeInvalidName: true, codeProviderError: true,
 }
 
 // NewMetrics creates the collectors; log receives store errors.
@@ -241,7 +241,7 @@ func (m *Metrics) recordOp(op, code string, ok bool) {
 // rpcError counts an RPC error reply.
 func (m *Metrics) rpcError(code string) {
 	if !rpcErrorCodes[code] {
-		code = "PROVIDER_ERROR"
+		code = codeProviderError
 	}
 	m.rpcErrors.WithLabelValues(code).Inc()
 }

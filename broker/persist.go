@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -220,7 +221,7 @@ func (b *Broker) restore(now time.Time) error {
 			atomic.AddInt64(&srv.Info.Subscriptions, 1)
 		}
 		cl.State.Subscriptions.Add(s.Filter, sub)
-		b.listening.subscribed(cl, s.Filter, false)
+		b.listening.subscribed(cl, sub, false)
 	}
 
 	inflight, err := b.store.Inflight()
@@ -234,7 +235,9 @@ func (b *Broker) restore(now time.Time) error {
 	}
 	for _, m := range inflight {
 		cl, ok := srv.Clients.Get(m.ClientID)
-		if !ok {
+		// An RPC request of an earlier run has no call any more: resent,
+		// its answer could be taken for a new call's with the same id.
+		if !ok || strings.HasPrefix(m.Message.Topic, rpcPrefix) {
 			stale = append(stale, storage.DeleteInflight(m.ClientID, m.Message.PacketID))
 			continue
 		}

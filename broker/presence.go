@@ -78,6 +78,9 @@ func (b *Broker) setPresence(cl *mqtt.Client, online bool, reason string, at tim
 // of clients that never return do not pile up.
 func (b *Broker) writePresence(id string, kind record.Kind, doc map[string]any, keep time.Duration) {
 	name := presencePrefix + id
+	if name == presenceGet {
+		return // the request's topic: a client named get has no record
+	}
 	if err := b.records.CheckName(name); err != nil {
 		b.log.Debug("no presence record for this client id", "client", id, "error", err)
 		return
@@ -135,7 +138,11 @@ func (b *Broker) restorePresence(now time.Time) (int, error) {
 		for _, t := range topics {
 			r, err := b.records.Peek(t)
 			if err != nil {
-				continue // deleted, or unreadable: nothing to correct
+				if record.CodeOf(err) != record.CodeNotFound {
+					b.metrics.storeError(err)
+					b.log.Error("presence record not read: it may still say online", "record", t, "error", err)
+				}
+				continue
 			}
 			if doc, ok := r.Value.(map[string]any); ok && doc["online"] == true {
 				b.writePresence(strings.TrimPrefix(t, presencePrefix), record.Merge, patch, b.presenceKeep)
@@ -154,6 +161,9 @@ func (b *Broker) restorePresence(now time.Time) (int, error) {
 // payload's "prefix": {"prefix": "kitchen-"}.
 func (h *hook) servePresenceGet(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
 	rq := &request{cl: cl, pk: pk, op: "get", name: strings.TrimSuffix(presencePrefix, "/"), codec: h.b.clientCodec(cl)}
+	if err := checkResponseTopic(cl.ID, pk.Properties.ResponseTopic); err != nil {
+		return h.fail(rq, err, false)
+	}
 	prefix := ""
 	if len(pk.Payload) > 0 {
 		if c, err := codec.Classify(pk.Payload, pk.Properties.ContentType, rq.codec); err == nil && c == 0 {

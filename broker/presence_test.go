@@ -1060,3 +1060,57 @@ func TestPresenceWillRefused(t *testing.T) {
 		t.Errorf(`hearth_errors_total{kind="denied"} = %v, want 2 (the wills)`, got)
 	}
 }
+
+// A client whose id is "get" has no presence record: $presence/get is the
+// request topic, and a record there would be delivered to every watcher
+// as if it were one. $presence/get requests still work, and list it.
+func TestPresenceClientNamedGet(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{})
+	w := connectV5(t, tb.MQTTAddr, nil)
+	roundTrip(t, w)
+	w.subscribe(t, "$presence/#", 0)
+	if got := syncRetained(t, w); len(got) != 1 || got[0].Topic != "$presence/"+w.ID {
+		t.Fatalf("new watcher received %d messages, want its own record", len(got))
+	}
+	// sentinel connects a client and returns what w received before its
+	// presence record.
+	sentinel := func() []string {
+		t.Helper()
+		c := connectV5(t, tb.MQTTAddr, nil)
+		var got []string
+		for {
+			m := w.recv(t)
+			if m.Topic == "$presence/"+c.ID {
+				return got
+			}
+			got = append(got, fmt.Sprintf("%s %q", m.Topic, m.Payload))
+		}
+	}
+
+	get := connectV5(t, tb.MQTTAddr, &paho.Connect{ClientID: "get", CleanStart: true, KeepAlive: 30})
+	roundTrip(t, get)
+	if got := sentinel(); len(got) != 0 {
+		t.Errorf("client get connected: the $presence/# watcher received %v, want nothing", got)
+	}
+	get.subscribe(t, "replies/get", 0)
+	w.subscribe(t, "replies/"+w.ID, 0)
+	for _, c := range []*v5Client{get, w} {
+		got := (&v5Getter{c: c}).get(t, `{"prefix":"get"}`)
+		want := map[string]any{"op": "get", "name": "$presence", "clients": []any{"get"}}
+		if !reflect.DeepEqual(got.body, want) || got.reason != 0 {
+			t.Errorf("$presence/get from %s: reply %v, PUBACK 0x%02x; want %v, 0x00", c.ID, got.body, got.reason, want)
+		}
+	}
+
+	get.close()
+	waitConnections(t, tb, 2)
+	if got := sentinel(); len(got) != 0 {
+		t.Errorf("client get disconnected: the $presence/# watcher received %v, want nothing", got)
+	}
+	late := connectV5(t, tb.MQTTAddr, nil)
+	late.subscribe(t, "$presence/get", 0)
+	if got := syncRetained(t, late); len(got) != 0 {
+		t.Errorf("a new subscriber to $presence/get received %s %q, want no record", got[0].Topic, got[0].Payload)
+	}
+}

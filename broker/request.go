@@ -39,6 +39,8 @@ func reasonCode(code string, err error) packets.Code {
 		c = packets.ErrQuotaExceeded.Code // 0x97
 	case record.CodeInvalidName, codeUnknownOperation:
 		c = packets.ErrTopicNameInvalid.Code // 0x90
+	case codeDenied:
+		c = packets.ErrNotAuthorized.Code // 0x87
 	case record.CodeNotFound, record.CodeVersionConflict:
 		c = packets.ErrImplementationSpecificError.Code // 0x83
 	default: // STORAGE_ERROR
@@ -84,7 +86,11 @@ type request struct {
 func (h *hook) serveRecord(cl *mqtt.Client, pk packets.Packet, rest string) (packets.Packet, error) {
 	op, name, _ := strings.Cut(rest, "/")
 	rq := &request{cl: cl, pk: pk, op: op, name: name, codec: h.b.clientCodec(cl)}
-	body, err := h.doRecord(rq)
+	var body map[string]any
+	err := checkResponseTopic(cl.ID, pk.Properties.ResponseTopic)
+	if err == nil {
+		body, err = h.doRecord(rq)
+	}
 	label := op
 	if !knownOps[op] {
 		label = "unknown" // a metric label must not take any value a client sends
@@ -381,14 +387,37 @@ type replyTo struct {
 }
 
 // replyTarget is where the reply to pk, a request from cl, goes: its MQTT 5
-// Response Topic with its Correlation Data, else $reply/<client id>.
+// Response Topic with its Correlation Data, else (or if the Response Topic
+// is not one the client may have replies on: see checkResponseTopic)
+// $reply/<client id>.
 func replyTarget(cl *mqtt.Client, pk packets.Packet, c codec.Codec) replyTo {
 	to := replyTo{client: cl.ID, topic: pk.Properties.ResponseTopic, correlation: pk.Properties.CorrelationData,
 		qos: pk.FixedHeader.Qos, codec: c}
-	if to.topic == "" {
+	if to.topic == "" || checkResponseTopic(cl.ID, to.topic) != nil {
 		to.topic = replyPrefix + cl.ID
 	}
 	return to
+}
+
+// checkResponseTopic refuses a Response Topic the broker must not publish
+// a reply on for client id: one holding a wildcard (not a topic name), or
+// one in a $ namespace other than the client's own $reply/<id>. The broker
+// publishes replies without the checks of a client's publish, so a reply
+// there would let a client publish as the broker: forge $listen
+// notifications or $presence records, or reach every $rpc provider.
+func checkResponseTopic(id, topic string) error {
+	switch {
+	case topic == "":
+		return nil
+	case strings.ContainsAny(topic, "+#"):
+		return &record.Error{Code: codeDenied, Message: fmt.Sprintf("Response Topic %q holds a wildcard", topic)}
+	case topic[0] == '$':
+		if rest, ok := strings.CutPrefix(topic, replyPrefix); ok && ownsReplyTopic(id, rest) {
+			return nil
+		}
+		return &record.Error{Code: codeDenied, Message: fmt.Sprintf("Response Topic %q: the broker replies on no $ topic but the client's own $reply/<client id>", topic)}
+	}
+	return nil
 }
 
 // publishReply publishes body in to's codec. An error reply (body has

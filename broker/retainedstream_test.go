@@ -303,7 +303,8 @@ func TestRetainedStreamEndsWhenSubscriptionReplaced(t *testing.T) {
 // subscriber too.
 func TestRetainedStreamSendsPendingRecords(t *testing.T) {
 	t.Parallel()
-	tb := startBroker(t, brokerOpts{Store: storage.Options{CommitDelay: 2 * time.Second}})
+	// Long enough that the record is still pending however slow the machine.
+	tb := startBroker(t, brokerOpts{Store: storage.Options{CommitDelay: 20 * time.Second}})
 	pub := connectV5(t, tb.MQTTAddr, nil)
 	pub.publish(t, "pend/new", 0, true, []byte(`{"v":1}`))
 	deadline := time.Now().Add(waitTimeout)

@@ -1,6 +1,7 @@
 package broker_test
 
 import (
+	"encoding/binary"
 	"fmt"
 	"strconv"
 	"strings"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/eclipse/paho.golang/paho"
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/storage"
 )
 
 // RPC end to end, continued (helpers in rpc_test.go): rerouting, no
@@ -920,4 +922,214 @@ func TestRPCMetrics(t *testing.T) {
 		rpcRerouteSeries("disconnected"): 1,
 	})
 	req.expectEnd(t)
+}
+
+// sendBadAnswer sends p's MQTT 5 answer to request id with payload and
+// Content Type contentType, and checks it is refused with INVALID_PAYLOAD:
+// PUBACK 0x99 and the error reply on p's $reply topic, with message msg.
+func sendBadAnswer(t *testing.T, p *rpcClient, id, payload, contentType, msg string) {
+	t.Helper()
+	got, err := p.send("$rpc-response/"+id, 1, false, []byte(payload), &paho.PublishProperties{ContentType: contentType})
+	if err != nil || got.Code != 0x99 || got.Reason != "INVALID_PAYLOAD: "+msg {
+		t.Errorf("answer %q (content type %q): %v, acknowledged 0x%02x %q; want 0x99 %q",
+			payload, contentType, err, got.Code, got.Reason, "INVALID_PAYLOAD: "+msg)
+	}
+	p.wantRefused(t, id, "INVALID_PAYLOAD", msg)
+}
+
+// An MQTT 5 answer that contradicts its Content Type, or that an envelope
+// requester needs decoded and that does not decode (a duplicate key), is
+// refused with INVALID_PAYLOAD; the request stays pending, and the
+// provider's corrected answer reaches the requester, once.
+func TestRPCBadAnswerPayloads(t *testing.T) {
+	t.Parallel()
+	const (
+		notJSON = "the answer: codec: invalid payload: content type application/json but payload is not json"
+		notCBOR = "the answer: codec: invalid payload: content type application/cbor but payload is not cbor"
+		dupKey  = `the answer: codec: invalid payload: duplicate JSON object key "a"`
+	)
+	t.Run("for an envelope requester", func(t *testing.T) {
+		t.Parallel()
+		rp := newRPCPair(t)
+		for seq, req := range map[int]*rpcClient{1: rp.r3, 2: newRPCClient(t, rp.tb, rpcOpts{envelope: true})} {
+			name := fmt.Sprintf("p5/envelope/%d", seq)
+			req.mustCall(t, 0, name, `"q"`, seq, 60000)
+			r := rp.p5.request(t)
+			sendBadAnswer(t, rp.p5, r.ID, "not json", "application/json", notJSON)
+			sendBadAnswer(t, rp.p5, r.ID, `{"a":1,"a":2}`, "application/json", dupKey)
+			sendBadAnswer(t, rp.p5, r.ID, `{"a":1,"a":2}`, "", dupKey)
+			rp.p5.mustAnswer(t, r.ID, `{"a":2}`)
+			req.wantAnswer(t, name, seq, `{"a":2}`)
+			req.expectEnd(t) // exactly once
+		}
+		rp.stillServes(t)
+	})
+	t.Run("for an MQTT 5 requester", func(t *testing.T) {
+		t.Parallel()
+		rp := newRPCPair(t)
+		rp.req5.mustCall(t, 0, "p5/direct", `"q"`, 1, 60000)
+		r := rp.p5.request(t)
+		sendBadAnswer(t, rp.p5, r.ID, "not json", "application/json", notJSON)
+		sendBadAnswer(t, rp.p5, r.ID, "\xff\xff", "application/cbor", notCBOR)
+		rp.p5.mustAnswer(t, r.ID, `{"a":2}`)
+		rp.req5.wantAnswer(t, "p5/direct", 1, `{"a":2}`)
+		rp.req5.expectEnd(t) // exactly once
+		rp.stillServes(t)
+	})
+}
+
+// An envelope request (no Response Topic) from an MQTT 5 client is refused
+// for a bad timeout user property as a request with a Response Topic is.
+func TestRPCEnvelopeBadTimeoutProperty(t *testing.T) {
+	t.Parallel()
+	rp := newRPCPair(t)
+	req := newRPCClient(t, rp.tb, rpcOpts{envelope: true})
+	for i, v := range []string{"x", "0", "-5", "1.5"} {
+		msg := fmt.Sprintf("user property timeout %q is not a whole number of milliseconds from 1", v)
+		// The id is echoed although the property is read before the rest.
+		ack, err := req.send("$rpc/p5/x", 1, false, fmt.Appendf(nil, `{"id":%d,"data":1}`, i+1),
+			&paho.PublishProperties{User: paho.UserProperties{{Key: "timeout", Value: v}}})
+		if err != nil || ack.Code != 0x99 || ack.Reason != "INVALID_PAYLOAD: "+msg {
+			t.Errorf("envelope with timeout %q: %v, acknowledged 0x%02x %q; want 0x99 INVALID_PAYLOAD: %s", v, err, ack.Code, ack.Reason, msg)
+		}
+		if res := req.wantError(t, "p5/x", i+1, "INVALID_PAYLOAD", msg); res.Message != msg {
+			t.Errorf("envelope with timeout %q: message %q, want %q", v, res.Message, msg)
+		}
+		checkRPCMetrics(t, rp.tb, map[string]float64{rpcErrSeries("INVALID_PAYLOAD"): float64(i + 1)})
+	}
+	rp.p5.expectEnd(t) // given no request
+	req.mustCall(t, 0, "p5/x", `1`, 1, 0)
+	r := rp.p5.request(t)
+	rp.p5.mustAnswer(t, r.ID, `2`)
+	req.wantAnswer(t, "p5/x", 1, `2`)
+	rp.stillServes(t)
+}
+
+// A JSON request that does not decode (a duplicate key), which an MQTT
+// 3.1.1 provider would need decoded in its envelope, is INVALID_PAYLOAD for
+// the requester (not NO_PROVIDER), and counted so.
+func TestRPCUndecodableRequestToV3Provider(t *testing.T) {
+	t.Parallel()
+	rp := newRPCPair(t)
+	const msg = `the request is not valid json, which an MQTT 3.1.1 provider needs decoded: codec: invalid payload: duplicate JSON object key "a"`
+	for seq, ct := range []string{"", "application/json"} {
+		seq++
+		ack, err := rp.req5.send("$rpc/p3/dup", 1, false, []byte(`{"a":1,"a":2}`), &paho.PublishProperties{
+			ContentType: ct, ResponseTopic: "rpcres/" + rp.req5.ID, CorrelationData: rp.req5.corr(seq)})
+		if err != nil || ack.Code != 0x99 || ack.Reason != "INVALID_PAYLOAD: "+msg {
+			t.Errorf("request %d (content type %q): %v, acknowledged 0x%02x %q; want 0x99 INVALID_PAYLOAD: %s", seq, ct, err, ack.Code, ack.Reason, msg)
+		}
+		rp.req5.wantError(t, "p3/dup", seq, "INVALID_PAYLOAD", msg)
+	}
+	checkRPCMetrics(t, rp.tb, map[string]float64{"hearth_rpc_requests_total": 2, rpcErrSeries("INVALID_PAYLOAD"): 2})
+	rp.p3.expectEnd(t) // given nothing
+	rp.stillServes(t)
+}
+
+// A provider's own error code is counted as PROVIDER_ERROR, also when it is
+// one of the broker's codes: TIMEOUT counts only the broker's timeouts.
+func TestRPCProviderErrorWithBrokerCode(t *testing.T) {
+	t.Parallel()
+	rp := newRPCPair(t)
+	tests := []struct {
+		p          *rpcClient
+		name, code string
+	}{
+		{rp.p5, "p5/t", "TIMEOUT"},
+		{rp.p3, "p3/t", "TIMEOUT"},
+		{rp.p5, "p5/n", "NO_PROVIDER"},
+		{rp.p3, "p3/n", "INVALID_PAYLOAD"},
+	}
+	for i, tt := range tests {
+		seq := i + 1
+		rp.req5.mustCall(t, 0, tt.name, `1`, seq, 0)
+		r := tt.p.request(t)
+		tt.p.mustAnswerError(t, r.ID, tt.code, "the provider's own")
+		if res := rp.req5.wantError(t, tt.name, seq, tt.code, "the provider's own"); res.Message != "the provider's own" {
+			t.Errorf("%s: message %q, want the provider's", tt.code, res.Message)
+		}
+	}
+	n := float64(len(tests))
+	checkRPCMetrics(t, rp.tb, map[string]float64{
+		"hearth_rpc_requests_total": n, "hearth_rpc_answers_total": n, rpcErrSeries("PROVIDER_ERROR"): n,
+	})
+	rp.stillServes(t)
+}
+
+// Requests do not outlive the broker: a QoS 1 request a persistent MQTT
+// 3.1.1 provider had not acknowledged when the broker stopped is not sent
+// to it again when it resumes its session after the restart (its call is
+// gone, and an answer could be taken for a new call's with the same id),
+// and it is removed from the store.
+func TestRPCStaleRequestNotResentAfterRestart(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{RPC: broker.RPC{Timeout: 5 * time.Minute}})
+	id := clientID(t, "raw-prov")
+	connect := func() (*rawConn, bool) {
+		t.Helper()
+		c := dialRaw(t, tb.MQTTAddr)
+		c.send(t, rawConnect(id, 30, false, nil))
+		p, err := c.read(waitTimeout)
+		if err != nil || p.Type != typeConnack || len(p.Body) != 2 || p.Body[1] != 0 {
+			t.Fatalf("CONNACK: %+v, %v", p, err)
+		}
+		return c, p.Body[0]&1 == 1
+	}
+	readPublish := func(c *rawConn) (string, uint16) {
+		t.Helper()
+		p, err := c.read(waitTimeout)
+		if err != nil {
+			t.Fatalf("raw provider: %v", err)
+		}
+		topic, _ := rawPublishOf(t, p)
+		if p.Flags>>1&3 != 1 {
+			t.Fatalf("PUBLISH %s at QoS %d, want 1", topic, p.Flags>>1&3)
+		}
+		return topic, binary.BigEndian.Uint16(p.Body[2+len(topic):])
+	}
+	prov, _ := connect()
+	for i, f := range []string{"$rpc/x", "sentinel"} {
+		prov.send(t, rawSubscribeQoS(f, 1, uint16(i+1)))
+		if p, err := prov.read(waitTimeout); err != nil || p.Type != 9 || len(p.Body) != 3 || p.Body[2] != 1 {
+			t.Fatalf("SUBACK for %s: %+v, %v", f, p, err)
+		}
+	}
+	req := newRPCClient(t, tb, rpcOpts{})
+	req.mustCall(t, 0, "x", `"stale"`, 1, 600000)
+	if topic, _ := readPublish(prov); topic != "$rpc/x" {
+		t.Fatalf("the provider got %s, want the request on $rpc/x", topic)
+	}
+	// Not acknowledged: the request is inflight in the provider's session,
+	// and in the store once the broker stops.
+	tb.restart(t)
+	if got := restoredInflight(t, tb); got != 1 {
+		t.Fatalf("the store held %d inflight messages at the restart, want the request's 1", got)
+	}
+	// The restart removed it from the store. (Checked before the provider
+	// resumes: a new delivery may reuse the request's packet id, replacing
+	// its stored copy.)
+	tb.stop(t)
+	tb.inspectStore(t, func(st *storage.Store) {
+		inflight, err := st.Inflight()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range inflight {
+			if strings.HasPrefix(m.Message.Topic, "$rpc/") {
+				t.Errorf("after a restart, the store still holds the request %s for %s", m.Message.Topic, m.ClientID)
+			}
+		}
+	})
+	tb.open(t)
+
+	prov, present := connect()
+	if !present {
+		t.Fatal("the provider's session is gone after the restart")
+	}
+	connectV5(t, tb.MQTTAddr, nil).publish(t, "sentinel", 1, false, []byte("after"))
+	topic, pid := readPublish(prov)
+	if topic != "sentinel" {
+		t.Fatalf("the resumed provider was sent %s first, want the sentinel: a request of the broker's previous run was resent", topic)
+	}
+	prov.send(t, packet(0x40, binary.BigEndian.AppendUint16(nil, pid))) // PUBACK
 }

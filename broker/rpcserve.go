@@ -29,8 +29,9 @@ const (
 	codeTimeout         = "TIMEOUT"           // no answer in time
 	codeTooManyRequests = "TOO_MANY_REQUESTS" // rpc.max_pending calls in flight
 	codeUnknownRequest  = "UNKNOWN_REQUEST"   // an answer to no call in flight
-	codeDenied          = "DENIED"            // an answer to a call given to another provider
+	codeDenied          = "DENIED"            // an answer to a call given to another provider; a Response Topic refused
 	codeRejected        = "REJECTED"          // a provider's: pass the call on
+	codeProviderError   = "PROVIDER_ERROR"    // the metric label of a provider's own error answers
 )
 
 // MQTT 5 user properties of RPC.
@@ -101,6 +102,9 @@ func (h *hook) serveRPC(cl *mqtt.Client, pk packets.Packet, name string) (packet
 	c := b.clientCodec(cl)
 	rc := &rpcCall{to: replyTarget(cl, pk, c), requester: cl.ID, user: string(cl.Properties.Username), qos: pk.FixedHeader.Qos}
 	timeout, err := h.parseRequest(rc, cl, pk, name)
+	if rerr := checkResponseTopic(cl.ID, pk.Properties.ResponseTopic); rerr != nil {
+		err = rpcErrorf(codeDenied, "%s", errorMessage(rerr))
+	}
 	if err != nil {
 		return h.refuseRPC(cl, pk, rc, name, err)
 	}
@@ -126,14 +130,15 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 		return 0, rpcErrorf(record.CodeInvalidName, "a name of %d bytes, more than the limit of %d", len(name), max)
 	}
 	timeout := b.rpcLimits.Timeout
+	var env map[string]any
 	if pk.Properties.ResponseTopic == "" {
 		rc.envelope = true
-		v, err := h.decodeEnvelope(pk, rc.to.codec)
-		if err != nil {
+		var err error
+		if env, err = h.decodeEnvelope(pk, rc.to.codec); err != nil {
 			return 0, err
 		}
 		// The id first: an error reply echoes it.
-		if id, ok := v["id"]; ok {
+		if id, ok := env["id"]; ok {
 			switch id.(type) {
 			case string, int64, uint64, float64:
 				rc.id = id
@@ -141,28 +146,7 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 				return 0, rpcErrorf(record.CodeInvalidPayload, "id must be a string or a number")
 			}
 		}
-		for k, f := range v {
-			switch k {
-			case "id":
-			case "data":
-				rc.data = f
-			case "timeout":
-				ms, ok := unsigned(f)
-				if !ok || ms == 0 {
-					return 0, rpcErrorf(record.CodeInvalidPayload, "timeout must be a whole number of milliseconds from 1")
-				}
-				timeout = lowerTimeout(timeout, ms)
-			default:
-				return 0, rpcErrorf(record.CodeInvalidPayload, "unknown field %q: a request is {\"id\": ..., \"data\": ..., \"timeout\": ms}", k)
-			}
-		}
-		return timeout, nil
 	}
-	class, err := codec.Classify(pk.Payload, pk.Properties.ContentType, rc.to.codec)
-	if err != nil {
-		return 0, rpcErrorf(record.CodeInvalidPayload, "%v", err)
-	}
-	rc.payload, rc.class, rc.contentType = pk.Payload, class, pk.Properties.ContentType
 	for _, u := range pk.Properties.User {
 		switch u.Key {
 		case requesterClientProperty, requesterUserProperty:
@@ -177,6 +161,14 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 			rc.props = append(rc.props, u)
 		}
 	}
+	if rc.envelope {
+		return envelopeFields(rc, env, timeout)
+	}
+	class, err := codec.Classify(pk.Payload, pk.Properties.ContentType, rc.to.codec)
+	if err != nil {
+		return 0, rpcErrorf(record.CodeInvalidPayload, "%v", err)
+	}
+	rc.payload, rc.class, rc.contentType = pk.Payload, class, pk.Properties.ContentType
 	return timeout, nil
 }
 
@@ -184,6 +176,27 @@ func (h *hook) parseRequest(rc *rpcCall, cl *mqtt.Client, pk packets.Packet, nam
 // it may ask for less than the broker's, not more.
 func lowerTimeout(broker time.Duration, ms uint64) time.Duration {
 	return min(broker, time.Duration(min(ms, 1<<40))*time.Millisecond)
+}
+
+// envelopeFields reads an envelope request's data and timeout into rc and
+// returns the request's timeout.
+func envelopeFields(rc *rpcCall, env map[string]any, timeout time.Duration) (time.Duration, error) {
+	for k, f := range env {
+		switch k {
+		case "id": // read first
+		case "data":
+			rc.data = f
+		case "timeout":
+			ms, ok := unsigned(f)
+			if !ok || ms == 0 {
+				return 0, rpcErrorf(record.CodeInvalidPayload, "timeout must be a whole number of milliseconds from 1")
+			}
+			timeout = lowerTimeout(timeout, ms)
+		default:
+			return 0, rpcErrorf(record.CodeInvalidPayload, "unknown field %q: a request is {\"id\": ..., \"data\": ..., \"timeout\": ms}", k)
+		}
+	}
+	return timeout, nil
 }
 
 // decodeEnvelope decodes the JSON or CBOR object of an envelope request or
@@ -234,9 +247,15 @@ func asRPCError(err error) *rpcError {
 	return &rpcError{code: codeNoProvider, msg: err.Error()}
 }
 
-// rpcFailed logs, counts and replies an error to the requester of rc.
+// rpcFailed logs, counts and replies an error of the broker's to the
+// requester of rc.
 func (b *Broker) rpcFailed(rc *rpcCall, name string, e *rpcError) {
 	b.metrics.rpcError(e.code)
+	b.replyRPCError(rc, name, e)
+}
+
+// replyRPCError logs an error and replies it to the requester of rc.
+func (b *Broker) replyRPCError(rc *rpcCall, name string, e *rpcError) {
 	level := b.log.Info // no provider, a timeout, a provider's error: outcomes, not faults
 	switch e.code {
 	case record.CodeInvalidPayload, record.CodeInvalidName, codeTooManyRequests:
@@ -277,13 +296,24 @@ func (b *Broker) route(call *rpc.Call[provider]) error {
 		}
 		sub := subs[slices.Index(cands, p)]
 		err = b.sendRequest(p, sub, call)
-		if err == nil {
+		if e, ok := errors.AsType[*rpcError](err); ok {
+			b.rpc.End(call) // the request itself is at fault, not the provider
+			return e
+		}
+		if err == nil && !p.Closed() {
 			return nil
 		}
+		// Not delivered, or the provider closed while it was chosen: its
+		// disconnect may have released its calls before this one was
+		// given to it, and a QoS 1/2 request waiting for its receive quota
+		// is not refused by a closed client.
 		b.log.Debug("rpc request not delivered: trying the next provider", "provider", p.ID, "name", call.Name(), "error", err)
 		b.metrics.rpcReroute("undeliverable")
 		if _, err := b.rpc.Reject(call.ID(), p); err != nil {
 			return nil // the provider went away meanwhile, and its release passes the call on
+		}
+		if p.Closed() {
+			b.providerGone(p) // again: the calls given to it since, and its turn
 		}
 	}
 }
@@ -356,8 +386,8 @@ func (b *Broker) sendRequest(p provider, sub packets.Subscription, call *rpc.Cal
 		}
 		if rc.envelope {
 			payload, err := encodeData(rc.data, pc)
-			if err != nil {
-				return err
+			if err != nil { // cannot happen: the data was decoded
+				return rpcErrorf(record.CodeInvalidPayload, "the request's data: %v", err)
 			}
 			pk.Payload, pk.Properties.ContentType = payload, pc.ContentType()
 		} else {
@@ -371,7 +401,7 @@ func (b *Broker) sendRequest(p provider, sub packets.Subscription, call *rpc.Cal
 	env := map[string]any{"id": id, "name": call.Name()}
 	data, err := b.requestData(rc)
 	if err != nil {
-		return err
+		return rpcErrorf(record.CodeInvalidPayload, "the request is not valid %s, which an MQTT 3.1.1 provider needs decoded: %v", rc.class, err)
 	}
 	if data != nil {
 		env["data"] = data
@@ -439,18 +469,49 @@ func (h *hook) serveAnswer(cl *mqtt.Client, pk packets.Packet, rest string) (pac
 		b.passOn(call)
 		return pk, packets.CodeSuccessIgnore
 	}
-	call, err := b.rpc.Answer(id, cl)
+	call, err := b.rpc.Held(id, cl)
 	if err != nil {
 		return h.refuseAnswer(cl, pk, rest, answerError(err, id))
+	}
+	if ans.code == "" && cl.Properties.ProtocolVersion >= 5 {
+		// Checked before the call ends: a bad answer leaves it pending.
+		if err := b.readAnswer(&ans, call.Data.(*rpcCall), cl, pk); err != nil {
+			return h.refuseAnswer(cl, pk, rest, err)
+		}
+	}
+	if _, err := b.rpc.Answer(id, cl); err != nil {
+		return h.refuseAnswer(cl, pk, rest, answerError(err, id)) // ended meanwhile (timed out)
 	}
 	b.deliverAnswer(call, cl, pk, ans)
 	return pk, packets.CodeSuccessIgnore
 }
 
+// readAnswer classifies an MQTT 5 provider's result, and decodes it for a
+// requester that takes its answer in an envelope: a payload that
+// contradicts its Content Type, or does not decode, is INVALID_PAYLOAD.
+func (b *Broker) readAnswer(a *answer, rc *rpcCall, p provider, pk packets.Packet) error {
+	class, err := codec.Classify(pk.Payload, pk.Properties.ContentType, b.clientCodec(p))
+	if err != nil {
+		return rpcErrorf(record.CodeInvalidPayload, "the answer: %v", err)
+	}
+	a.class = class
+	switch {
+	case !rc.envelope, len(pk.Payload) == 0:
+	case class == 0:
+		a.data = pk.Payload
+	default:
+		if a.data, err = codec.Decode(pk.Payload, class, b.records.Limits().Codec()); err != nil {
+			return rpcErrorf(record.CodeInvalidPayload, "the answer: %v", err)
+		}
+	}
+	return nil
+}
+
 // answer is a provider's answer: a result, or an error code and message.
 type answer struct {
 	code, message string
-	data          any // an envelope's result
+	data          any         // the result as a document: an envelope's, or an MQTT 5 payload for an envelope requester
+	class         codec.Codec // an MQTT 5 result's codec; 0 for opaque bytes
 }
 
 // parseAnswer reads an answer in cl's form.
@@ -547,24 +608,17 @@ func (b *Broker) deliverAnswer(call *rpc.Call[provider], p provider, pk packets.
 	rc := call.Data.(*rpcCall)
 	if a.code != "" {
 		b.metrics.rpcAnswers.Inc()
-		b.rpcFailed(rc, call.Name(), &rpcError{code: a.code, msg: a.message})
+		b.metrics.rpcError(codeProviderError) // whatever its code: a provider's, not the broker's
+		b.replyRPCError(rc, call.Name(), &rpcError{code: a.code, msg: a.message})
 		return
 	}
 	b.metrics.rpcAnswers.Inc()
 	b.metrics.rpcLatency.Observe(time.Since(call.Started()).Seconds())
 	fromEnvelope := p.Properties.ProtocolVersion < 5
 	if rc.envelope {
-		data := a.data
-		if !fromEnvelope {
-			var err error
-			if data, err = b.answerData(pk, p); err != nil {
-				b.rpcFailed(rc, call.Name(), rpcErrorf(record.CodeInvalidPayload, "the provider's answer: %v", err))
-				return
-			}
-		}
 		body := map[string]any{}
-		if data != nil {
-			body["data"] = data
+		if a.data != nil {
+			body["data"] = a.data
 		}
 		b.replyRPC(rc, call.Name(), body)
 		return
@@ -589,27 +643,11 @@ func (b *Broker) deliverAnswer(call *rpc.Call[provider], p provider, pk packets.
 	} else {
 		out.Payload, out.Properties.ContentType = pk.Payload, pk.Properties.ContentType
 		out.Properties.User = pk.Properties.User
-		if class, err := codec.Classify(pk.Payload, pk.Properties.ContentType, b.clientCodec(p)); err == nil && class != 0 {
-			out.Attachment = codec.NewPayload(pk.Payload, class, b.eventLimits)
+		if a.class != 0 {
+			out.Attachment = codec.NewPayload(pk.Payload, a.class, b.eventLimits)
 		}
 	}
 	b.srv.PublishToSubscribers(out)
-}
-
-// answerData is an MQTT 5 provider's answer as a document value for an
-// envelope: the decoded payload, an opaque payload's bytes, or nil.
-func (b *Broker) answerData(pk packets.Packet, p provider) (any, error) {
-	if len(pk.Payload) == 0 {
-		return nil, nil
-	}
-	class, err := codec.Classify(pk.Payload, pk.Properties.ContentType, b.clientCodec(p))
-	if err != nil {
-		return nil, err
-	}
-	if class == 0 {
-		return pk.Payload, nil
-	}
-	return codec.Decode(pk.Payload, class, b.records.Limits().Codec())
 }
 
 // rpcTimedOut is the Router's timeout callback.

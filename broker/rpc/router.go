@@ -172,6 +172,14 @@ func (r *Router[P]) Answer(id uint64, p P) (*Call[P], error) {
 	return c, nil
 }
 
+// Held returns the call id if p holds it, without ending it: for checking
+// an answer before taking it. It fails as Answer does.
+func (r *Router[P]) Held(id uint64, p P) (*Call[P], error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lookup(id, p)
+}
+
 // Reject takes the call id back from p, which will not be given it again,
 // and returns it for Assign. It fails as Answer does.
 func (r *Router[P]) Reject(id uint64, p P) (*Call[P], error) {
