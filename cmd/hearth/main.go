@@ -1,6 +1,7 @@
 // Command hearth runs the Hearth realtime edge broker.
 //
 //	hearth serve [--config FILE] [--data DIR] [--mqtt ADDR] [--http ADDR] [--check]
+//	hearth user add|remove|list [--users FILE] ...
 //	hearth version
 package main
 
@@ -13,6 +14,8 @@ const usage = `hearth: a realtime edge broker (MQTT with records, RPC, presence 
 
 Usage:
   hearth serve [flags]   run the broker (hearth serve -h lists the flags)
+  hearth user add|remove|list
+                         edit the users file (hearth user -h for more)
   hearth version         print the version, commit, Go version and platform
 `
 
@@ -29,6 +32,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "serve":
 		return serve(args[1:])
+	case "user":
+		return userCommand(args[1:])
 	case "version", "--version", "-version":
 		fmt.Println(versionString())
 		return 0
