@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hearth-iot/hearth/broker/auth"
 	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/broker/record"
 	"github.com/hearth-iot/hearth/broker/rpc"
@@ -48,6 +49,8 @@ type Broker struct {
 	recordLocks recordLocks
 	published   atomic.Uint64 // records published live, in order (see retainedRequest.since)
 
+	auth         Authenticator
+	loginLimit   LoginLimiter
 	rpc          *rpc.Router[provider]
 	rpcLimits    RPC
 	listening    *listening
@@ -93,6 +96,10 @@ func New(cfg Config, store *storage.Store, metrics *Metrics) (*Broker, error) {
 		limits:  cfg.Limits.withDefaults(),
 		store:   store,
 		metrics: metrics,
+	}
+	b.auth, b.loginLimit = cfg.Auth, cfg.LoginLimit
+	if b.auth == nil {
+		b.auth = auth.Chain{auth.None{}}
 	}
 	b.retained = newRetainedSender(b)
 	b.listening = newListening(b)
@@ -228,7 +235,9 @@ func (b *Broker) Start() error {
 		}
 	}()
 	b.started.Store(true)
-	b.log.Warn("authentication is off: every client may connect, publish and subscribe; do not expose this broker beyond a trusted network")
+	if w := authWarning(b.auth); w != "" {
+		b.log.Warn(w)
+	}
 	b.log.Info("hearth broker serving", "mqtt", b.MQTTAddr(), "http", b.HTTPAddr(),
 		"mqtt_protocol", b.mqttLn.Protocol(), "http_protocol", b.httpLn.Protocol())
 	return nil

@@ -24,6 +24,13 @@ type Config struct {
 	Records Records
 	// RPC configures request routing ($rpc).
 	RPC RPC
+	// Auth decides who may connect, and who they are. Nil lets every
+	// client in anonymously (auth.None), with a warning at start.
+	Auth Authenticator
+	// LoginLimit, if set, refuses addresses that failed to log in too
+	// often (CONNACK 0x9F, or 5 for MQTT 3.1.1) before their credentials are
+	// checked.
+	LoginLimit LoginLimiter
 	// PresenceKeepOffline is how long an offline client's presence record
 	// ($presence/<client id>) is kept before it expires. Zero means 7 days.
 	PresenceKeepOffline time.Duration

@@ -39,9 +39,11 @@ type brokerOpts struct {
 	// MQTTCodec and HTTPCodec are the listeners' default codecs, for
 	// clients that declare none; zero means JSON.
 	MQTTCodec, HTTPCodec codec.Codec
-	// RPC and PresenceKeepOffline are broker.Config's.
+	// RPC, PresenceKeepOffline, Auth and LoginLimit are broker.Config's.
 	RPC                 broker.RPC
 	PresenceKeepOffline time.Duration
+	Auth                broker.Authenticator
+	LoginLimit          broker.LoginLimiter
 }
 
 // testBroker is an in-process Hearth broker on random loopback ports, with
@@ -143,6 +145,8 @@ func (tb *testBroker) open(t testing.TB) {
 		Records:             tb.opts.Records,
 		RPC:                 tb.opts.RPC,
 		PresenceKeepOffline: tb.opts.PresenceKeepOffline,
+		Auth:                tb.opts.Auth,
+		LoginLimit:          tb.opts.LoginLimit,
 		Logger:              tb.log,
 	}, st, m)
 	if err != nil {

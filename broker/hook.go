@@ -37,6 +37,9 @@ type hook struct {
 	// an MQTT 3.1.1 connection, so the disconnect is reported as such.
 	refused sync.Map // *mqtt.Client -> packets.Code
 
+	// identities holds each connection's identity, from its authenticator.
+	identities sync.Map // *mqtt.Client -> auth.Identity
+
 	// sessionLocks serialise, per client id, the session writes of the
 	// connections that share that id, so that a replaced connection cannot
 	// queue its write after its successor's (see owns).
@@ -116,8 +119,8 @@ func (h *hook) isPersisted(id string) bool {
 	return ok
 }
 
-// OnConnectAuthenticate admits every client: Hearth has no authentication
-// yet, and Start says so in a warning.
+// OnConnectAuthenticate admits every client OnConnect has not refused:
+// OnConnect authenticates, since it can choose the refusal's reason code.
 func (h *hook) OnConnectAuthenticate(*mqtt.Client, packets.Packet) bool { return true }
 
 // OnACLCheck guards the broker's namespaces. $reply/<client id> belongs to
@@ -170,13 +173,20 @@ func ownsReplyTopic(id, rest string) bool {
 	return ok && (after == "" || after[0] == '/')
 }
 
-// OnConnect refuses an MQTT 5 client declaring an unknown codec, and
-// applies the keepalive bounds to MQTT 5 clients, which learn the result
-// from the Server Keep Alive property of CONNACK.
+// OnConnect refuses an MQTT 5 client declaring an unknown codec, applies
+// the keepalive bounds to MQTT 5 clients (which learn the result from the
+// Server Keep Alive property of CONNACK), and authenticates.
 func (h *hook) OnConnect(cl *mqtt.Client, pk packets.Packet) error {
-	if cl.Properties.ProtocolVersion < 5 {
-		return nil
+	if cl.Properties.ProtocolVersion >= 5 {
+		if err := h.connectV5(cl, pk); err != nil {
+			return err
+		}
 	}
+	return h.authenticate(cl, pk)
+}
+
+// connectV5 refuses an unknown codec and bounds the keepalive.
+func (h *hook) connectV5(cl *mqtt.Client, pk packets.Packet) error {
 	for _, u := range pk.Properties.User {
 		if u.Key != codecProperty {
 			continue
@@ -265,6 +275,7 @@ func (h *hook) OnDisconnect(cl *mqtt.Client, err error, expire bool) {
 		err = cause
 	}
 	h.b.providerGone(cl)
+	defer h.identities.Delete(cl)
 	reason := disconnectReason(err)
 	if h.b.stopping.Load() && reason != "disconnect" {
 		// The broker's DISCONNECT 0x8B is written before the client is

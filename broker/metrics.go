@@ -69,6 +69,7 @@ type Metrics struct {
 	rpcErrors    *prometheus.CounterVec // error replies, by code
 	rpcReroutes  *prometheus.CounterVec // calls passed to another provider, by reason
 	listenNotify prometheus.Counter     // listening notifications sent
+	authAttempts *prometheus.CounterVec // CONNECT authentications, by mode and result
 }
 
 // rpcErrorCodes are the label values of hearth_rpc_errors_total; a
@@ -156,8 +157,12 @@ func NewMetrics(log *slog.Logger) *Metrics {
 	m.listenNotify = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hearth_listen_notifications_total", Help: "Listening notifications sent to $listen subscribers.",
 	})
+	m.authAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hearth_auth_attempts_total",
+		Help: "CONNECT authentications, by the mode that decided (none if no mode did) and result (allow, deny, forbid, error, limited).",
+	}, []string{"mode", "result"})
 	m.reg.MustRegister(in, out, m.connections, m.errors, m.commit, m.batch, m.recordOps, m.retainedStreams, m.retainedSent,
-		m.rpcRequests, m.rpcAnswers, m.rpcLatency, m.rpcErrors, m.rpcReroutes, m.listenNotify)
+		m.rpcRequests, m.rpcAnswers, m.rpcLatency, m.rpcErrors, m.rpcReroutes, m.listenNotify, m.authAttempts)
 	return m
 }
 
@@ -244,6 +249,14 @@ func (m *Metrics) rpcError(code string) {
 		code = codeProviderError
 	}
 	m.rpcErrors.WithLabelValues(code).Inc()
+}
+
+// authAttempt counts an authentication; mode "" is none deciding.
+func (m *Metrics) authAttempt(mode, result string) {
+	if mode == "" {
+		mode = "none_decided"
+	}
+	m.authAttempts.WithLabelValues(mode, result).Inc()
 }
 
 // rpcReroute counts a call passed on.

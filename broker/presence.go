@@ -61,7 +61,7 @@ func (b *Broker) setPresence(cl *mqtt.Client, online bool, reason string, at tim
 		"since":    presenceTime(at),
 		"protocol": protocolName(cl.Properties.ProtocolVersion),
 	}
-	if u := string(cl.Properties.Username); u != "" {
+	if u := b.hook.identity(cl).User; u != "" {
 		doc["user"] = u
 	}
 	keep := time.Duration(0)

@@ -11,12 +11,14 @@ import (
 	"math"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/broker/auth"
 	"github.com/hearth-iot/hearth/broker/codec"
 	"github.com/hearth-iot/hearth/storage"
 	"gopkg.in/yaml.v3"
@@ -31,6 +33,7 @@ type fileConfig struct {
 	HTTP     listenerFile `yaml:"http"`
 	Limits   limitsFile   `yaml:"limits"`
 	Records  recordsFile  `yaml:"records"`
+	Auth     authFile     `yaml:"auth"`
 	RPC      rpcFile      `yaml:"rpc"`
 	Presence presenceFile `yaml:"presence"`
 	Store    storeFile    `yaml:"store"`
@@ -72,6 +75,13 @@ type recordsFile struct {
 	CacheBytes    int `yaml:"cache_bytes"`
 }
 
+type authFile struct {
+	Modes             []string      `yaml:"modes"`
+	Users             string        `yaml:"users"`
+	MaxFailedLogins   int           `yaml:"max_failed_logins"`
+	FailedLoginWindow time.Duration `yaml:"failed_login_window"`
+}
+
 type rpcFile struct {
 	Timeout       time.Duration `yaml:"timeout"`
 	MaxPending    int           `yaml:"max_pending"`
@@ -91,6 +101,7 @@ type storeFile struct {
 // config is everything serve needs, built from the file and the flags.
 type config struct {
 	file     fileConfig
+	users    *auth.File // the users file of mode file, reloaded while serving
 	dataDir  string
 	check    bool
 	broker   broker.Config
@@ -99,7 +110,10 @@ type config struct {
 	shutdown time.Duration
 }
 
-const dbFile = "hearth.db"
+const (
+	dbFile    = "hearth.db"
+	usersFile = "users.yaml" // the default users file, in the data directory
+)
 
 // relatedKey names, for a key whose problem may be caused by another key,
 // that other key: where the problem is reported if the first is not in the
@@ -297,6 +311,7 @@ func loadConfig(args []string) (*config, error) {
 			}
 		}
 	}
+	c.authConfig(&probs, where)
 	c.store = storage.Options{CommitDelay: s.CommitDelay, MaxBatch: s.MaxBatch, MaxSize: int(s.MaxSize)}
 	c.shutdown = c.file.ShutdownTimeout
 	if c.shutdown == 0 {
@@ -306,6 +321,62 @@ func loadConfig(args []string) (*config, error) {
 		return nil, probs
 	}
 	return c, nil
+}
+
+// authConfig builds the authentication chain of the auth section: its modes
+// in order, the users file loaded (every problem in it reported with its
+// line), and the failed-login limit.
+func (c *config) authConfig(probs *problems, where func(string) string) {
+	a := c.file.Auth
+	modes := a.Modes
+	if len(modes) == 0 {
+		modes = []string{"none"}
+	}
+	var chain auth.Chain
+	seen := map[string]bool{}
+	for _, m := range modes {
+		m = strings.ToLower(m)
+		if seen[m] {
+			probs.add("%s: auth.modes: %q is listed twice", where("auth.modes"), m)
+			continue
+		}
+		seen[m] = true
+		switch m {
+		case "none":
+			chain = append(chain, auth.None{})
+		case "file":
+			path := a.Users
+			if path == "" {
+				path = filepath.Join(c.dataDir, usersFile)
+			}
+			f, err := auth.LoadFile(path)
+			if err != nil {
+				for _, e := range unjoin(err) {
+					probs.add("%s: auth.users: %v", where("auth.users"), e)
+				}
+				continue
+			}
+			c.users = f
+			chain = append(chain, f)
+		default:
+			probs.add("%s: auth.modes: %q is not none or file", where("auth.modes"), m)
+		}
+	}
+	if a.MaxFailedLogins < 0 {
+		probs.add("%s: auth.max_failed_logins: must not be negative", where("auth.max_failed_logins"))
+	}
+	if a.FailedLoginWindow < 0 {
+		probs.add("%s: auth.failed_login_window: must not be negative", where("auth.failed_login_window"))
+	}
+	max, window := a.MaxFailedLogins, a.FailedLoginWindow
+	if max == 0 {
+		max = 5
+	}
+	if window == 0 {
+		window = time.Minute
+	}
+	c.broker.Auth = chain
+	c.broker.LoginLimit = auth.NewRateLimiter(max, window, 10000)
 }
 
 func unjoin(err error) []error {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/hearth-iot/hearth/broker"
+	"github.com/hearth-iot/hearth/broker/auth"
 	"github.com/hearth-iot/hearth/storage"
 )
 
@@ -48,6 +49,8 @@ func serve(args []string) int {
 	// shuts down cleanly.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 
 	metrics := broker.NewMetrics(log)
 	opts := cfg.store
@@ -73,7 +76,22 @@ func serve(args []string) int {
 		return 1
 	}
 
-	sig := <-sigs
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	if cfg.users != nil {
+		go cfg.users.Watch(watchCtx, func(err error) { logReload(log, cfg.users, "changed", err) })
+	}
+	var sig os.Signal
+	for sig == nil {
+		select {
+		case sig = <-sigs:
+		case <-hup:
+			if cfg.users != nil {
+				logReload(log, cfg.users, "SIGHUP", cfg.users.Reload())
+			}
+		}
+	}
+	stopWatch()
 	log.Info("signal received: shutting down (a second signal exits at once)", "signal", sig.String(), "timeout", cfg.shutdown)
 	go func() {
 		sig := <-sigs
@@ -93,6 +111,18 @@ func serve(args []string) int {
 	}
 	log.Info("stopped", "exit_code", code)
 	return code
+}
+
+// logReload logs the outcome of reloading the users file: on an error, the
+// users in force stay, and every problem is logged with its line.
+func logReload(log *slog.Logger, f *auth.File, why string, err error) {
+	if err == nil {
+		log.Info("users file reloaded", "path", f.Path(), "why", why)
+		return
+	}
+	for _, e := range unjoin(err) {
+		log.Error("users file not reloaded: the users in force stay", "path", f.Path(), "why", why, "error", e)
+	}
 }
 
 func closeStore(log *slog.Logger, s *storage.Store) bool {
