@@ -292,9 +292,17 @@ func (h *hearth) Kill() {
 // runHearth runs the binary to completion and returns its output and exit code.
 func runHearth(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
+	return runHearthIn(t, "", "", args...)
+}
+
+// runHearthIn is runHearth in directory dir ("" for this one), with stdin.
+func runHearthIn(t *testing.T, dir, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, hearthBinary(t), args...)
+	cmd.Dir = dir
+	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

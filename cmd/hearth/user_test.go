@@ -1,40 +1,15 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hearth-iot/hearth/broker/auth"
 )
-
-// runUserCmd runs the hearth binary (built by TestMain) in dir with stdin,
-// and returns its output and exit code.
-func runUserCmd(t *testing.T, dir, stdin string, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, hearthBinary(t), args...)
-	cmd.Dir = dir
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var exitErr *exec.ExitError
-	if err != nil && !errors.As(err, &exitErr) {
-		t.Fatalf("hearth %q: %v", args, err)
-	}
-	if ctx.Err() != nil {
-		t.Fatalf("hearth %q did not finish within 30s", args)
-	}
-	return out.String(), errOut.String(), cmd.ProcessState.ExitCode()
-}
 
 func authenticates(t *testing.T, path, user, password string) auth.Decision {
 	t.Helper()
@@ -78,7 +53,7 @@ func TestUserCommand(t *testing.T) {
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
-			stdout, stderr, code := runUserCmd(t, dir, s.stdin, s.args...)
+			stdout, stderr, code := runHearthIn(t, dir, s.stdin, s.args...)
 			if code != s.wantCode {
 				t.Fatalf("exit %d, want %d; stdout %q, stderr %q", code, s.wantCode, stdout, stderr)
 			}
@@ -119,10 +94,10 @@ func TestUserCommand(t *testing.T) {
 func TestUserCommandUsersFlag(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "elsewhere", "u.yaml")
-	if _, stderr, code := runUserCmd(t, dir, "pw\n", "user", "add", "--users", path, "--role", "admin", "root"); code != 0 {
+	if _, stderr, code := runHearthIn(t, dir, "pw\n", "user", "add", "--users", path, "--role", "admin", "root"); code != 0 {
 		t.Fatalf("add: exit %d, stderr %q", code, stderr)
 	}
-	if stdout, stderr, code := runUserCmd(t, dir, "", "user", "list", "--users", path); code != 0 || stdout != "root\tadmin\n" {
+	if stdout, stderr, code := runHearthIn(t, dir, "", "user", "list", "--users", path); code != 0 || stdout != "root\tadmin\n" {
 		t.Errorf("list: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "hearth-data")); !errors.Is(err, os.ErrNotExist) {
@@ -150,7 +125,7 @@ func TestUserCommandFailures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stdout, stderr, code := runUserCmd(t, dir, "", tt.args...)
+			stdout, stderr, code := runHearthIn(t, dir, "", tt.args...)
 			if code != 1 || stdout != "" || !strings.Contains(stderr, tt.wantStderr) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want 1 and an error with %q", code, stdout, stderr, tt.wantStderr)
 			}
@@ -188,7 +163,7 @@ func TestUserCommandUsage(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			// Usage errors are found before any password is read.
-			stdout, stderr, code := runUserCmd(t, dir, "pw\n", tt.args...)
+			stdout, stderr, code := runHearthIn(t, dir, "pw\n", tt.args...)
 			if code != tt.wantCode || !strings.Contains(stdout, tt.wantStdout) || !strings.Contains(stderr, tt.wantStderr) {
 				t.Errorf("exit %d, stdout %q, stderr %q; want %d, stdout with %q, stderr with %q", code, stdout, stderr, tt.wantCode, tt.wantStdout, tt.wantStderr)
 			}
