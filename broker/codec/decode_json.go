@@ -106,20 +106,30 @@ func (p *jsonParser) array(depth int) (any, error) {
 			return nil, err
 		}
 		out = append(out, v)
-		p.skipSpace()
-		if p.off >= len(p.b) {
-			return nil, p.syntax("")
-		}
-		switch p.b[p.off] {
-		case ',':
-			p.off++
-		case ']':
-			p.off++
+		if end, err := p.separator(']', "array"); err != nil {
+			return nil, err
+		} else if end {
 			return out, nil
-		default:
-			return nil, p.syntax("expected , or ] in array")
 		}
 	}
+}
+
+// separator reads what follows an element of an array or object: a comma
+// (more to come) or its closing byte (end).
+func (p *jsonParser) separator(closing byte, what string) (end bool, err error) {
+	p.skipSpace()
+	if p.off >= len(p.b) {
+		return false, p.syntax("")
+	}
+	switch p.b[p.off] {
+	case ',':
+		p.off++
+		return false, nil
+	case closing:
+		p.off++
+		return true, nil
+	}
+	return false, p.syntax(fmt.Sprintf("expected , or %c in %s", closing, what))
 }
 
 func (p *jsonParser) object(depth int) (any, error) {
@@ -154,18 +164,10 @@ func (p *jsonParser) object(depth int) (any, error) {
 			return nil, fmt.Errorf("%w: duplicate JSON object key %q", ErrInvalidPayload, key)
 		}
 		out[key] = v
-		p.skipSpace()
-		if p.off >= len(p.b) {
-			return nil, p.syntax("")
-		}
-		switch p.b[p.off] {
-		case ',':
-			p.off++
-		case '}':
-			p.off++
+		if end, err := p.separator('}', "object"); err != nil {
+			return nil, err
+		} else if end {
 			return out, nil
-		default:
-			return nil, p.syntax("expected , or } in object")
 		}
 	}
 }
