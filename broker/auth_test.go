@@ -1,7 +1,9 @@
 package broker_test
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -169,3 +171,46 @@ func TestAuthLoginLimit(t *testing.T) {
 }
 
 var _ broker.LoginLimiter = (*auth.RateLimiter)(nil)
+
+// funcAuth is an authenticator whose decision is a function: for outcomes
+// no mode built so far produces (a webhook that fails, a mode that forbids).
+type funcAuth func(auth.Credentials) (auth.Decision, error)
+
+func (f funcAuth) Name() string { return "test" }
+
+func (f funcAuth) Authenticate(_ context.Context, c auth.Credentials) (auth.Decision, auth.Identity, error) {
+	d, err := f(c)
+	return d, auth.Identity{User: c.Username}, err
+}
+
+// An authenticator that forbids gets 0x87 (3.1.1: 5); one that cannot
+// decide (an error) gets 0x88 server unavailable (3.1.1: 3), and is logged.
+func TestAuthForbidAndError(t *testing.T) {
+	t.Parallel()
+	tb := startBroker(t, brokerOpts{Auth: auth.Chain{funcAuth(func(c auth.Credentials) (auth.Decision, error) {
+		if c.Username == "broken" {
+			return auth.Deny, errors.New("webhook did not answer")
+		}
+		return auth.Forbid, nil
+	})}})
+	for _, tc := range []struct {
+		user   string
+		v5, v3 byte
+		result string
+	}{{"eve", 0x87, 5, "forbid"}, {"broken", 0x88, 3, "error"}} {
+		c, err := dialV5(t, tb.MQTTAddr, &paho.Connect{CleanStart: true, KeepAlive: 30, UsernameFlag: true, Username: tc.user,
+			PasswordFlag: true, Password: []byte("x")})
+		if err == nil || c.Connack == nil || c.Connack.ReasonCode != tc.v5 {
+			t.Errorf("%s over MQTT 5: %v, CONNACK %+v; want 0x%02x", tc.user, err, c.Connack, tc.v5)
+		}
+		raw := dialRaw(t, tb.MQTTAddr)
+		raw.send(t, rawConnectAuth(clientID(t, "v3"), tc.user, "x"))
+		if got := raw.expectClosed(t); len(got) != 1 || got[0].Type != typeConnack || len(got[0].Body) != 2 || got[0].Body[1] != tc.v3 {
+			t.Errorf("%s over 3.1.1: got %+v, want CONNACK return code %d", tc.user, got, tc.v3)
+		}
+		if got := tb.metric(t, `hearth_auth_attempts_total{mode="test",result="`+tc.result+`"}`); got != 2 {
+			t.Errorf("%s: %s attempts = %v, want 2", tc.user, tc.result, got)
+		}
+	}
+	tb.waitLog(t, "authentication failed: refusing the connection", "username=broken", "webhook did not answer")
+}

@@ -13,7 +13,8 @@ import (
 
 // The users file end to end: `hearth user add` writes it, `hearth serve`
 // with auth.modes [file] lets mosquitto clients in with the right password
-// only, and a user added while it runs can connect after a SIGHUP.
+// only; a user added while it runs can connect after a SIGHUP, or once the
+// change is noticed; a broken file keeps the users in force.
 func TestAuthUsersFileEndToEnd(t *testing.T) {
 	requireMosquitto(t)
 	dir := t.TempDir()
@@ -61,6 +62,27 @@ func TestAuthUsersFileEndToEnd(t *testing.T) {
 		t.Fatalf("bob after the reload: refused: %s", out)
 	}
 	h.WaitLog(`msg="connection refused: bad credentials" client=\S+ remote=\S+ username=bob mode=""`)
+
+	// A change is picked up without a signal.
+	addUser("carol", "carol-pw")
+	h.WaitLog(`msg="users file reloaded" .*why=changed`)
+	if out, ok := pub("carol", "carol-pw"); !ok {
+		t.Fatalf("carol after the file changed: refused: %s", out)
+	}
+	// A file that does not load keeps the users in force, each problem
+	// logged with its line.
+	good, err := os.ReadFile(users)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(users, append(good, "  dave:\n    password: plain\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	h.signal(syscall.SIGHUP)
+	h.WaitLog(`msg="users file not reloaded: the users in force stay" .*why=SIGHUP error=".*users.yaml:\d+: users.dave.password`)
+	if out, ok := pub("ann", "ann-pw"); !ok {
+		t.Fatalf("ann after a failed reload: refused: %s", out)
+	}
 	if code := h.Stop(); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
